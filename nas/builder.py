@@ -1,0 +1,69 @@
+"""Arch -> a static `nn.Module`. Channels, strides and layout come from `nas.space.plan`; this module
+turns the planned units into operators, wires them in order and initialises weights."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from nas.ops import BlockKey, NormSpec, Op, get_op
+from nas.space import NetPlan, SearchSpace, plan
+
+
+class Network(nn.Module):
+    """stem -> blocks -> head, each an `nn.Sequential` of `Op` units that know their key."""
+
+    def __init__(self, units: list[tuple[str, Op]], resolution: int) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.stem = nn.Sequential(*[m for part, m in units if part == "stem"])
+        self.blocks = nn.Sequential(*[m for part, m in units if part == "blocks"])
+        self.head = nn.Sequential(*[m for part, m in units if part == "head"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+    def units(self) -> list[Op]:
+        """Every unit in execution order."""
+        return [*self.stem, *self.blocks, *self.head]
+
+    def keys(self) -> list[BlockKey]:
+        return [u.key for u in self.units()]
+
+
+def init_weights(model: nn.Module) -> None:
+    """torchvision's MobileNet initialisation: He (fan-out) convs, unit BN, small-normal linear."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+            m.reset_running_stats()
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_unit(key: BlockKey, norm: NormSpec) -> Op:
+    """One operator module from its key (used for whole networks and for per-block costing)."""
+    module = get_op(key.config.op)(key.config, norm)
+    module.input_shape = key.input_shape
+    return module
+
+
+def build_plan(net: NetPlan, norm: NormSpec) -> Network:
+    parts = {"stem": "stem", "head": "head"}
+    units = [(parts.get(u.stage, "blocks"), build_unit(u.key, norm)) for u in net.units]
+    model = Network(units, net.resolution)
+    init_weights(model)
+    return model
+
+
+def build(space: SearchSpace, arch: Mapping[str, Any] | None = None) -> Network:
+    """Build the network that `arch` selects in `space` (a fixed architecture needs no arch)."""
+    return build_plan(plan(space, arch or {}), space.norm)

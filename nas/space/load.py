@@ -1,0 +1,273 @@
+"""YAML -> `SearchSpace`, validating everything at load; each error is one line naming file and key path."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from itertools import product
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, NoReturn
+
+from nas.errors import SpaceError
+from nas.ops import ACTIVATIONS, POOLS, SE_GATES, NormSpec, get_op, op_names
+from nas.space.arch import project
+from nas.space.plan import block_config
+from nas.space.schema import BLOCK_DEFAULTS, BLOCK_FIELDS, BlockSpace, HeadSpec, SearchSpace, StageSpace, StemSpec
+from nas.space.yamlio import read_yaml
+
+KERNELS = (1, 3, 5, 7, 9, 11)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+TOP_KEYS = ("name", "in_channels", "num_classes", "resolution", "width_mult", "channel_divisor",
+            "norm", "stem", "stages", "head", "backbone")
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "a mapping", type(None): "empty"}
+    return names.get(type(value), type(value).__name__)
+
+
+class _Reader:
+    """Typed readers that raise `SpaceError` with the key path."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, path: str, detail: str) -> NoReturn:
+        raise SpaceError(self.file, path, detail)
+
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a mapping with keys {', '.join(allowed)}; got {_kind(value)}")
+        for key in value:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else str(key)
+                self.fail(where, f"unknown key; allowed: {', '.join(allowed)}")
+        for key in required:
+            if key not in value:
+                self.fail(path, f"missing required key '{key}'")
+        return value
+
+    def integer(self, value: Any, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"expected an integer, got {value!r} ({_kind(value)})")
+        if minimum is not None and value < minimum:
+            self.fail(path, f"{value} is below the minimum {minimum}")
+        if maximum is not None and value > maximum:
+            self.fail(path, f"{value} is above the maximum {maximum}")
+        return value
+
+    def number(self, value: Any, path: str, low: float, high: float, *, low_open: bool = True) -> float | int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(path, f"expected a number, got {value!r} ({_kind(value)})")
+        if value != value or (value <= low if low_open else value < low) or value > high:
+            left = "(" if low_open else "["
+            self.fail(path, f"{value} is outside the allowed range {left}{low:g}, {high:g}]")
+        return value
+
+    def boolean(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(path, f"expected true or false, got {value!r} ({_kind(value)})")
+        return value
+
+    def one_of(self, value: Any, path: str, allowed: tuple, what: str = "") -> Any:
+        if isinstance(value, bool) or value not in allowed or type(value) is not type(allowed[0]):
+            label = f" {what}" if what else ""
+            self.fail(path, f"{value!r} is not one of the allowed{label}: {', '.join(map(str, allowed))}")
+        return value
+
+    def choices(self, value: Any, path: str, item: Callable[[Any, str], Any]) -> tuple:
+        """A scalar (one fixed value) or a non-empty list of distinct choices."""
+        if not isinstance(value, list):
+            return (item(value, path),)
+        if not value:
+            self.fail(path, "empty list of choices; give a value or at least one choice")
+        out: list = []
+        for i, v in enumerate(value):
+            got = item(v, f"{path}[{i}]")
+            if got in out:
+                self.fail(path, f"choice {v!r} is listed twice")
+            out.append(got)
+        return tuple(out)
+
+
+def _field_readers(r: _Reader) -> dict[str, Callable[[Any, str], Any]]:
+    def kernel(v: Any, p: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v not in KERNELS:
+            r.fail(p, f"{v!r} is not one of the allowed odd sizes ({', '.join(map(str, KERNELS))})")
+        return v
+
+    return {
+        "op": lambda v, p: r.one_of(v, p, op_names(stage_only=True), "stage operators"),
+        "kernel": kernel,
+        "expand": lambda v, p: r.number(v, p, 0, 64),
+        "hidden": lambda v, p: r.integer(v, p, minimum=1),
+        "se": r.boolean,
+        "act": lambda v, p: r.one_of(v, p, ACTIVATIONS, "activations"),
+        "groups": lambda v, p: r.integer(v, p, minimum=1),
+        "identity_mult": lambda v, p: r.number(v, p, 0, 1),
+        "se_ratio": lambda v, p: r.number(v, p, 0, 1),
+        "se_gate": lambda v, p: r.one_of(v, p, SE_GATES, "gates"),
+    }
+
+
+def _block(r: _Reader, parts: list[tuple[dict, str]], path: str) -> BlockSpace:
+    """Merge a stage's `block` template and a `blocks[j]` override, then check the result."""
+    readers = _field_readers(r)
+    choices: dict[str, tuple] = {}
+    origin: dict[str, str] = {}
+    for raw, where in parts:
+        r.mapping(raw, where, BLOCK_FIELDS)
+        for field, value in raw.items():
+            choices[field] = r.choices(value, f"{where}.{field}", readers[field])
+            origin[field] = where
+    if "op" not in choices:
+        r.fail(path, "missing required key 'op'")
+    ops = [get_op(name) for name in choices["op"]]
+    for field in choices:
+        if field != "op" and not any(field in op.fields for op in ops):
+            r.fail(f"{origin[field]}.{field}", f"not used by {' or '.join(choices['op'])}")
+    if "expand" in choices and "hidden" in choices:
+        r.fail(path, "give 'expand' or 'hidden', not both")
+    for op in ops:
+        for any_of in op.required:
+            if not any(f in choices for f in any_of):
+                need = " or ".join(f"'{f}'" for f in any_of)
+                r.fail(path, f"{op.name} needs {need}")
+    for field, default in BLOCK_DEFAULTS.items():
+        if field not in choices and any(field in op.fields for op in ops):
+            choices[field] = (default,)
+    ordered = {f: choices[f] for f in BLOCK_FIELDS if f in choices}
+    return BlockSpace(choices=MappingProxyType(ordered), path=path)
+
+
+def _stage(r: _Reader, raw: Any, i: int, names: set[str]) -> StageSpace:
+    path = f"stages[{i}]"
+    m = r.mapping(raw, path, ("name", "depth", "stride", "width", "block", "blocks"), ("stride", "width"))
+    name = m.get("name", f"s{i + 1}")
+    if not isinstance(name, str) or not _STAGE_NAME.match(name) or name == "res":
+        r.fail(f"{path}.name", f"{name!r} is not a valid stage name (lower-case letters, digits, '_'; not 'res')")
+    if name in names:
+        r.fail(f"{path}.name", f"{name!r} is used by an earlier stage")
+    names.add(name)
+    stride = m["stride"]
+    if isinstance(stride, bool) or stride not in (1, 2):
+        r.fail(f"{path}.stride", f"{stride!r} is not 1 or 2")
+    width = r.choices(m["width"], f"{path}.width", lambda v, p: r.integer(v, p, minimum=1))
+    blocks_raw = m.get("blocks")
+    if blocks_raw is not None and (not isinstance(blocks_raw, list) or not blocks_raw):
+        r.fail(f"{path}.blocks", f"expected a non-empty list of block mappings, got {_kind(blocks_raw)}")
+    if "depth" in m:
+        depth = r.choices(m["depth"], f"{path}.depth", lambda v, p: r.integer(v, p, minimum=1, maximum=64))
+    elif blocks_raw is not None:
+        depth = (len(blocks_raw),)
+    else:
+        r.fail(path, "missing required key 'depth'")
+    if "block" not in m and blocks_raw is None:
+        r.fail(path, "needs 'block' (one spec for every block) or 'blocks' (one spec per block)")
+    if blocks_raw is not None and len(blocks_raw) != max(depth):
+        r.fail(f"{path}.blocks", f"lists {len(blocks_raw)} blocks but the largest depth is {max(depth)}")
+    blocks = []
+    for j in range(max(depth)):
+        parts = [(m["block"], f"{path}.block")] if "block" in m else []
+        if blocks_raw is not None:
+            parts.append((blocks_raw[j], f"{path}.blocks[{j}]"))
+        blocks.append(_block(r, parts, parts[-1][1]))
+    return StageSpace(name=name, depth=depth, stride=stride, width=width, blocks=tuple(blocks), path=path)
+
+
+def _stem(r: _Reader, raw: Any) -> StemSpec:
+    m = r.mapping(raw, "stem", ("out", "kernel", "stride", "act", "pool"), ("out",))
+    return StemSpec(
+        out=r.integer(m["out"], "stem.out", minimum=1),
+        kernel=_field_readers(r)["kernel"](m.get("kernel", 3), "stem.kernel"),
+        stride=r.integer(m.get("stride", 2), "stem.stride", minimum=1, maximum=2),
+        act=r.one_of(m.get("act", "relu"), "stem.act", ACTIVATIONS, "activations"),
+        pool=r.one_of(m.get("pool", "none"), "stem.pool", ("none", "max"), "stem pools"),
+    )
+
+
+def _head(r: _Reader, raw: Any) -> HeadSpec:
+    m = r.mapping(raw, "head", ("conv", "pool", "hidden", "dropout", "bias"))
+    layers = {}
+    for part in ("conv", "hidden"):
+        if part in m:
+            sub = r.mapping(m[part], f"head.{part}", ("out", "act"), ("out",))
+            layers[part] = (r.integer(sub["out"], f"head.{part}.out", minimum=1),
+                            r.one_of(sub.get("act", "relu" if part == "conv" else "hardswish"),
+                                     f"head.{part}.act", ACTIVATIONS, "activations"))
+    conv, hidden = layers.get("conv", (None, "relu")), layers.get("hidden", (None, "hardswish"))
+    return HeadSpec(
+        conv_out=conv[0], conv_act=conv[1], hidden=hidden[0], hidden_act=hidden[1],
+        pool=r.one_of(m.get("pool", "avg"), "head.pool", POOLS, "pools"),
+        dropout=r.number(m.get("dropout", 0.0), "head.dropout", 0, 0.99, low_open=False),
+        bias=r.boolean(m.get("bias", True), "head.bias"),
+    )
+
+
+def _check_shapes(r: _Reader, space: SearchSpace) -> None:
+    """Every op choice must be buildable for every width it can meet: impossible combinations fail at load."""
+    previous = {space.channels(space.stem.out)}
+    for si, stage in enumerate(space.stages):
+        outs = {space.channels(w) for w in stage.width}
+        for j, block in enumerate(stage.blocks):
+            pairs = [(ci, co) for ci in sorted(previous) for co in sorted(outs)] if j == 0 else [(c, c) for c in sorted(outs)]
+            stride = stage.stride if j == 0 else 1
+            for op_name in block.choices["op"]:
+                op = get_op(op_name)
+                used = [f for f in BLOCK_FIELDS[1:] if f in op.fields and f in block.choices]
+                for combo in product(*(block.choices[f] for f in used)):
+                    fields = dict(zip(used, combo), op=op_name)
+                    for cin, cout in pairs:
+                        reason = op.check(block_config(fields, cin, cout, stride, first_unit=si == 0 and j == 0))
+                        if reason:
+                            r.fail(block.path, f"{reason} (block {j} of stage {stage.name})")
+        previous = outs
+
+
+def parse_space(data: Any, file: str, *, base_dir: str | os.PathLike | None = None) -> SearchSpace:
+    """Validate parsed YAML data into a `SearchSpace`; `file` is used in error messages."""
+    r = _Reader(file)
+    if data is None:
+        r.fail("", "the file is empty; expected a mapping with keys " + ", ".join(TOP_KEYS))
+    m = r.mapping(data, "", TOP_KEYS, ("name", "resolution", "stem", "stages", "head"))
+    name = m["name"]
+    if not isinstance(name, str) or not _NAME.match(name):
+        r.fail("name", f"{name!r} is not a valid name (letters, digits, '_', '-', '.')")
+    stages_raw = m["stages"]
+    if not isinstance(stages_raw, list) or not stages_raw:
+        r.fail("stages", f"expected a non-empty list of stages, got {_kind(stages_raw)}")
+    norm_raw = r.mapping(m.get("norm", {}), "norm", ("eps", "momentum"))
+    names: set[str] = set()
+    space = SearchSpace(
+        name=name,
+        file=file,
+        in_channels=r.integer(m.get("in_channels", 3), "in_channels", minimum=1),
+        num_classes=r.integer(m.get("num_classes", 1000), "num_classes", minimum=1),
+        resolution=r.choices(m["resolution"], "resolution", lambda v, p: r.integer(v, p, minimum=8, maximum=4096)),
+        width_mult=r.number(m.get("width_mult", 1.0), "width_mult", 0, 8),
+        channel_divisor=r.integer(m.get("channel_divisor", 8), "channel_divisor", minimum=1, maximum=256),
+        norm=NormSpec(eps=r.number(norm_raw.get("eps", 1e-5), "norm.eps", 0, 1),
+                      momentum=r.number(norm_raw.get("momentum", 0.1), "norm.momentum", 0, 1)),
+        stem=_stem(r, m["stem"]),
+        stages=tuple(_stage(r, s, i, names) for i, s in enumerate(stages_raw)),
+        head=_head(r, m["head"]),
+        backbone=None,
+    )
+    _check_shapes(r, space)
+    if "backbone" in m:
+        backbone = m["backbone"]
+        if not isinstance(backbone, str) or not backbone:
+            r.fail("backbone", f"expected the path of a fixed architecture YAML, got {_kind(backbone)}")
+        path = Path(base_dir or ".") / backbone
+        project(space, load_space(path), where="backbone")
+        space = replace(space, backbone=str(path))
+    return space
+
+
+def load_space(path: str | os.PathLike) -> SearchSpace:
+    """Load and fully validate a search space or fixed architecture YAML file."""
+    data = read_yaml(path)
+    return parse_space(data, str(path), base_dir=Path(path).parent)

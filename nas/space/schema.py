@@ -1,0 +1,92 @@
+"""The typed, frozen form of a search space. A fixed architecture is a space with no choices left.
+
+Every choosable value is held as a tuple of choices; a fixed value is a
+1-tuple. Nothing below `nas.space.load` sees a raw YAML dict.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from nas.channels import make_divisible
+from nas.ops import NormSpec
+
+# Block fields in their canonical order (decision names and encodings follow it).
+BLOCK_FIELDS = ("op", "kernel", "expand", "hidden", "se", "act", "groups", "identity_mult", "se_ratio", "se_gate")
+# Defaults for fields a block may leave out; expand, hidden and groups have none.
+BLOCK_DEFAULTS: Mapping[str, Any] = MappingProxyType({
+    "kernel": 3, "se": False, "act": "relu", "identity_mult": 1.0, "se_ratio": 0.25, "se_gate": "hardsigmoid",
+})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockSpace:
+    """Choices for one block position: field -> tuple of allowed values (defaults filled in)."""
+
+    choices: Mapping[str, tuple[Any, ...]]
+    path: str  # where it came from in the YAML, for error messages
+
+    def get(self, field: str) -> tuple[Any, ...] | None:
+        return self.choices.get(field)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageSpace:
+    name: str
+    depth: tuple[int, ...]
+    stride: int
+    width: tuple[int, ...]
+    blocks: tuple[BlockSpace, ...]  # one per block position, len == max(depth)
+    path: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StemSpec:
+    out: int
+    kernel: int = 3
+    stride: int = 2
+    act: str = "relu"
+    pool: str = "none"  # "max": a 3x3 stride-2 max-pool follows (ShuffleNet)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeadSpec:
+    conv_out: int | None = None  # optional 1x1 conv + BN + act before pooling
+    conv_act: str = "relu"
+    pool: str = "avg"
+    hidden: int | None = None  # optional Linear + act before the classifier (MobileNetV3)
+    hidden_act: str = "hardswish"
+    dropout: float = 0.0
+    bias: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSpace:
+    """A whole space (or a fixed architecture) as loaded and validated from YAML."""
+
+    name: str
+    file: str
+    in_channels: int
+    num_classes: int
+    resolution: tuple[int, ...]
+    width_mult: float
+    channel_divisor: int
+    norm: NormSpec
+    stem: StemSpec
+    stages: tuple[StageSpace, ...]
+    head: HeadSpec
+    backbone: str | None = None  # path of a fixed architecture that must be a point of this space
+
+    def channels(self, width: int) -> int:
+        """Real channels of a stage or stem width after the width multiplier."""
+        return make_divisible(width * self.width_mult, self.channel_divisor)
+
+    def head_channels(self, width: int) -> int:
+        """Head widths never shrink below their 1.0 value (MobileNetV2's convention)."""
+        return make_divisible(width * max(1.0, self.width_mult), self.channel_divisor)
+
+    @property
+    def is_fixed(self) -> bool:
+        from nas.space.arch import decisions  # local: arch builds on this module
+        return not decisions(self)
