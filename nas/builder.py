@@ -2,12 +2,14 @@
 turns the planned units into operators, wires them in order and initialises weights."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from nas.ops import BlockKey, NormSpec, Op, get_op
+from nas.ops.layers import deferred_init
 from nas.space import NetPlan, SearchSpace, plan
 
 
@@ -33,20 +35,10 @@ class Network(nn.Module):
 
 
 def init_weights(model: nn.Module) -> None:
-    """torchvision's MobileNet initialisation: He (fan-out) convs, unit BN, small-normal linear."""
+    """(Re-)initialise every layer as torchvision's MobileNets do (see `nas.ops.layers`)."""
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-            m.reset_running_stats()
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
+            m.reset_parameters()
 
 
 def build_unit(key: BlockKey, norm: NormSpec) -> Op:
@@ -56,14 +48,15 @@ def build_unit(key: BlockKey, norm: NormSpec) -> Op:
     return module
 
 
-def build_plan(net: NetPlan, norm: NormSpec) -> Network:
+def build_plan(net: NetPlan, norm: NormSpec, *, init: bool = True) -> Network:
+    """Modules for a planned network. Layers initialise themselves once as they are made;
+    with `init=False` the weights are allocated but left unset (call `init_weights` later)."""
     parts = {"stem": "stem", "head": "head"}
-    units = [(parts.get(u.stage, "blocks"), build_unit(u.key, norm)) for u in net.units]
-    model = Network(units, net.resolution)
-    init_weights(model)
-    return model
+    with contextlib.nullcontext() if init else deferred_init():
+        units = [(parts.get(u.stage, "blocks"), build_unit(u.key, norm)) for u in net.units]
+    return Network(units, net.resolution)
 
 
-def build(space: SearchSpace, arch: Mapping[str, Any] | None = None) -> Network:
+def build(space: SearchSpace, arch: Mapping[str, Any] | None = None, *, init: bool = True) -> Network:
     """Build the network that `arch` selects in `space` (a fixed architecture needs no arch)."""
-    return build_plan(plan(space, arch or {}), space.norm)
+    return build_plan(plan(space, arch or {}), space.norm, init=init)

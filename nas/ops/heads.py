@@ -6,7 +6,7 @@ from torch import nn
 
 from nas.ops.base import Op
 from nas.ops.config import BlockConfig, NormSpec
-from nas.ops.layers import activation
+from nas.ops.layers import Linear, activation
 from nas.ops.registry import register
 
 
@@ -59,15 +59,16 @@ class Classifier(Op):
         layers: list[nn.Module] = []
         features = c.cin
         if c.hidden:
-            layers.append(nn.Linear(c.cin, c.hidden))
+            layers.append(Linear(c.cin, c.hidden))
             act = activation(c.act)
             if act is not None:
                 layers.append(act)
             features = c.hidden
         if c.dropout > 0:
             layers.append(nn.Dropout(p=c.dropout, inplace=True))
-        layers.append(nn.Linear(features, c.cout, bias=c.bias))
+        layers.append(Linear(features, c.cout, bias=c.bias))
         self.classifier = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(x)
+        # Flatten so the unit also runs alone on its (C, 1, 1) key shape (costing, latency tables).
+        return self.classifier(torch.flatten(x, 1))

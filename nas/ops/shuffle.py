@@ -58,7 +58,7 @@ class ShuffleV1(Op):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.branch_main_1(x)
         if self.groups > 1:
-            out = channel_shuffle(out, self.groups)
+            out = channel_shuffle(out, self.groups, megvii_order=True)
         out = self.branch_main_2(out)
         if self.branch_proj is None:
             return self.act(x + out)

@@ -1,0 +1,139 @@
+"""Command line: argument parsing and wiring only. Errors print one line and exit with code 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from nas import __version__
+from nas.errors import NasError
+
+
+def _space_check(args: argparse.Namespace) -> int:
+    from nas.space import decisions, load_space, log10_size
+    space = load_space(args.file)
+    kind = "fixed architecture" if space.is_fixed else f"{len(decisions(space))} decisions, log10 size {log10_size(space):.2f}"
+    print(f"ok: {args.file}: {space.name}, {len(space.stages)} stages, {kind}")
+    return 0
+
+
+def _cost_summary(space: Any, arch: Any) -> dict[str, Any]:
+    from nas.cost import CostModel
+    cost = CostModel().cost(space, arch)
+    return {"resolution": cost.resolution, "params": cost.params, "macs": cost.macs, "flops": cost.flops}
+
+
+def _space_show(args: argparse.Namespace) -> int:
+    from nas.space import decisions, load_space, log10_size, project
+    space = load_space(args.file)
+    backbone = None
+    if space.backbone:
+        from nas.space import load_space as load
+        arch = project(space, load(space.backbone))
+        backbone = {"file": space.backbone, **_cost_summary(space, arch)}
+    info = {
+        "name": space.name,
+        "file": args.file,
+        "stages": [s.name for s in space.stages],
+        "decisions": [{"name": d.name, "choices": list(d.choices)} for d in decisions(space)],
+        "log10_size": round(log10_size(space), 4),
+        "backbone": backbone,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{space.name} ({args.file}): {len(space.stages)} stages, {len(info['decisions'])} decisions, "
+          f"10^{info['log10_size']:.2f} architectures")
+    for d in info["decisions"]:
+        print(f"  {d['name']:<22} {d['choices']}")
+    if backbone:
+        print(f"backbone {backbone['file']}: {backbone['params']:,} params, {backbone['macs']:,} MACs, "
+              f"{backbone['flops']:,} fvcore flops at {backbone['resolution']}x{backbone['resolution']}")
+    return 0
+
+
+def _arch_stats(args: argparse.Namespace) -> int:
+    from nas.cost import CostModel
+    from nas.errors import SpaceError
+    from nas.space import decisions, load_space
+    space = load_space(args.file)
+    left = decisions(space)
+    if left:
+        raise SpaceError(args.file, "", f"not a fixed architecture: {len(left)} decisions left "
+                         f"(e.g. {left[0].name}); pick one with `nas arch sample`")
+    cost = CostModel().cost(space)
+    blocks = [{
+        "stage": u.unit.stage, "index": u.unit.index, "op": u.unit.key.config.op, "key": u.unit.text,
+        "input_shape": list(u.unit.key.input_shape),
+        "params": u.counts.params, "macs": u.counts.macs, "flops": u.counts.flops,
+    } for u in cost.units]
+    info = {"name": space.name, "file": args.file, "resolution": cost.resolution, "params": cost.params,
+            "macs": cost.macs, "flops": cost.flops, "flops_by_operator": cost.by_operator(), "blocks": blocks}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{space.name}: {cost.params:,} params, {cost.macs:,} MACs (conv+linear), "
+          f"{cost.flops:,} fvcore flops (all ops) at {cost.resolution}x{cost.resolution}")
+    print(f"  {'unit':<10} {'op':<18} {'input':<14} {'params':>10} {'MACs':>13}")
+    for b in blocks:
+        shape = "x".join(map(str, b["input_shape"]))
+        print(f"  {b['stage'] + '.' + str(b['index']):<10} {b['op']:<18} {shape:<14} {b['params']:>10,} {b['macs']:>13,}")
+    return 0
+
+
+def _arch_sample(args: argparse.Namespace) -> int:
+    from nas.space import encode, load_space, sample, write_fixed
+    space = load_space(args.file)
+    arch = sample(space, args.seed)
+    write_fixed(space, arch, args.out, name=f"{space.name}-seed{args.seed}")
+    print(f"wrote {args.out}: {encode(space, arch)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nas", description="Hardware-aware neural architecture search for mobile networks.")
+    parser.add_argument("--version", action="version", version=f"nas {__version__}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{space,arch}")
+
+    space = groups.add_parser("space", help="validate and inspect search spaces")
+    space_cmds = space.add_subparsers(dest="command", required=True, metavar="{check,show}")
+    p = space_cmds.add_parser("check", help="validate a space or architecture file (exit 0 ok, 2 bad)")
+    p.add_argument("file")
+    p.set_defaults(func=_space_check)
+    p = space_cmds.add_parser("show", help="decisions, choice lists, log10 size and backbone costs")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_space_show)
+
+    arch = groups.add_parser("arch", help="work with single architectures")
+    arch_cmds = arch.add_subparsers(dest="command", required=True, metavar="{stats,sample}")
+    p = arch_cmds.add_parser("stats", help="params, MACs and fvcore flops of a fixed architecture, per block")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_arch_stats)
+    p = arch_cmds.add_parser("sample", help="draw a random architecture and write it as a fixed YAML")
+    p.add_argument("file")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", required=True, help="where to write the fixed-architecture YAML")
+    p.set_defaults(func=_arch_sample)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
