@@ -53,6 +53,9 @@ _SHORT = {
 }
 
 
+_FIELD_ORDER = tuple(f.name for f in fields(BlockConfig))
+
+
 def _text(value: object) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
@@ -71,9 +74,9 @@ class BlockKey:
     def text(self, used: frozenset[str]) -> str:
         """Canonical text: op first, then the used fields in declaration order, then the input shape."""
         parts = [f"op={self.config.op}", f"cin={self.config.cin}", f"cout={self.config.cout}"]
-        for f in fields(BlockConfig):
-            if f.name in used:
-                parts.append(f"{_SHORT.get(f.name, f.name)}={_text(getattr(self.config, f.name))}")
+        for name in _FIELD_ORDER:
+            if name in used:
+                parts.append(f"{_SHORT.get(name, name)}={_text(getattr(self.config, name))}")
         c, h, w = self.input_shape
         parts.append(f"in={c}x{h}x{w}")
         return " ".join(parts)

@@ -25,6 +25,10 @@ class Arch(Mapping[str, Any]):
 
     items_: tuple[tuple[str, Any], ...]
 
+    def __post_init__(self) -> None:
+        # A dict alongside the tuple: lookups are on the hot path of every candidate scored.
+        object.__setattr__(self, "_index", dict(self.items_))
+
     @classmethod
     def of(cls, values: Mapping[str, Any], space: SearchSpace) -> Arch:
         """Check `values` against the space (every decision, allowed values, nothing extra)."""
@@ -40,13 +44,13 @@ class Arch(Mapping[str, Any]):
         return cls(tuple((n, values[n]) for n in names))
 
     def __getitem__(self, name: str) -> Any:
-        for key, value in self.items_:
-            if key == name:
-                return value
-        raise KeyError(name)
+        return self._index[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
 
     def __iter__(self) -> Iterator[str]:
-        return (k for k, _ in self.items_)
+        return iter(self._index)
 
     def __len__(self) -> int:
         return len(self.items_)

@@ -153,7 +153,7 @@ def _stage(r: _Reader, raw: Any, i: int, names: set[str]) -> StageSpace:
         r.fail(f"{path}.name", f"{name!r} is used by an earlier stage")
     names.add(name)
     stride = m["stride"]
-    if isinstance(stride, bool) or stride not in (1, 2):
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride not in (1, 2):  # 2.0 is not a stride
         r.fail(f"{path}.stride", f"{stride!r} is not 1 or 2")
     width = r.choices(m["width"], f"{path}.width", lambda v, p: r.integer(v, p, minimum=1))
     blocks_raw = m.get("blocks")
@@ -262,6 +262,8 @@ def parse_space(data: Any, file: str, *, base_dir: str | os.PathLike | None = No
         if not isinstance(backbone, str) or not backbone:
             r.fail("backbone", f"expected the path of a fixed architecture YAML, got {_kind(backbone)}")
         path = Path(base_dir or ".") / backbone
+        if not path.exists():
+            r.fail("backbone", f"{path}: no such file")
         project(space, load_space(path), where="backbone")
         space = replace(space, backbone=str(path))
     return space

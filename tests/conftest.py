@@ -1,0 +1,34 @@
+"""Session-wide test settings and shared fixtures."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _single_thread():
+    """One intra-op thread for the whole session.
+
+    At batch 1 these small convs gain nothing from a second thread, and on the
+    2-core CI box OpenMP contention made the suite about 5x slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def write_yaml(tmp_path: Path) -> Callable[..., Path]:
+    """`write_yaml(text, name="space.yaml")` writes `text` under tmp_path and returns the file's path."""
+
+    def write(text: str, name: str = "space.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
