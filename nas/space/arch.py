@@ -76,15 +76,23 @@ def decisions(space: SearchSpace) -> tuple[Decision, ...]:
     return tuple(out)
 
 
+_SE_OPTIONS = ("se_ratio", "se_gate")  # only matter when se is on
+
+
 def _block_count(block: BlockSpace) -> int:
-    """Distinct settings of one block: for each op, the product over the fields it uses."""
+    """Distinct settings of one block: for each op, the product over the fields it uses
+    (SE options counted only for the settings with SE on)."""
     total = 0
     for op_name in block.choices["op"]:
         used = get_op(op_name).fields
         n = 1
         for field, ch in block.choices.items():
-            if field in used:
+            if field in used and field != "se" and field not in _SE_OPTIONS:
                 n *= len(ch)
+        if "se" in used:
+            se = block.choices["se"]
+            options = math.prod(len(block.choices[f]) for f in _SE_OPTIONS if f in block.choices)
+            n *= se.count(False) + se.count(True) * options
         total += n
     return total
 
@@ -120,8 +128,11 @@ def _active(space: SearchSpace, arch: Mapping[str, Any]) -> dict[str, bool]:
         stage = next(s for s in space.stages if s.name == parts[0])
         j, field = int(parts[1][1:]), parts[2]
         depth = arch.get(f"{stage.name}.depth", stage.depth[0])
-        op = arch.get(f"{parts[0]}.{parts[1]}.op", stage.blocks[j].choices["op"][0])
+        block = stage.blocks[j].choices
+        op = arch.get(f"{parts[0]}.{parts[1]}.op", block["op"][0])
         active[d.name] = j < depth and (field == "op" or field in get_op(op).fields)
+        if field in _SE_OPTIONS:
+            active[d.name] = active[d.name] and arch.get(f"{parts[0]}.{parts[1]}.se", block.get("se", (False,))[0])
     return active
 
 

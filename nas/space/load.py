@@ -168,7 +168,7 @@ def _stage(r: _Reader, raw: Any, i: int, names: set[str]) -> StageSpace:
     if "block" not in m and blocks_raw is None:
         r.fail(path, "needs 'block' (one spec for every block) or 'blocks' (one spec per block)")
     if blocks_raw is not None and len(blocks_raw) != max(depth):
-        r.fail(f"{path}.blocks", f"lists {len(blocks_raw)} blocks but the largest depth is {max(depth)}")
+        r.fail(f"{path}.blocks", f"lists {len(blocks_raw)} block{'s' if len(blocks_raw) != 1 else ''} but the largest depth is {max(depth)}")
     blocks = []
     for j in range(max(depth)):
         parts = [(m["block"], f"{path}.block")] if "block" in m else []
@@ -238,7 +238,7 @@ def parse_space(data: Any, file: str, *, base_dir: str | os.PathLike | None = No
         r.fail("name", f"{name!r} is not a valid name (letters, digits, '_', '-', '.')")
     stages_raw = m["stages"]
     if not isinstance(stages_raw, list) or not stages_raw:
-        r.fail("stages", f"expected a non-empty list of stages, got {_kind(stages_raw)}")
+        r.fail("stages", "expected a non-empty list of stages, got " + ("an empty list" if stages_raw == [] else _kind(stages_raw)))
     norm_raw = r.mapping(m.get("norm", {}), "norm", ("eps", "momentum"))
     names: set[str] = set()
     space = SearchSpace(
