@@ -7,6 +7,7 @@ table alike. It needs no torch modules, so scoring a candidate stays cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Mapping
 
 from nas.errors import ArchError
@@ -22,7 +23,7 @@ class Unit:
     index: int  # position within its stage
     key: BlockKey
 
-    @property
+    @cached_property
     def text(self) -> str:
         """Canonical key text (only the fields the op uses)."""
         return get_op(self.key.config.op).key_text(self.key)
@@ -63,8 +64,8 @@ def block_config(fields: Mapping[str, Any], cin: int, cout: int, stride: int, *,
     )
 
 
-def _out_size(size: int, stride: int) -> int:
-    # Every conv and pool here is 'same'-padded with an odd kernel.
+def out_size(size: int, stride: int) -> int:
+    """Spatial size after a unit: every conv and pool here is 'same'-padded with an odd kernel."""
     return (size - 1) // stride + 1
 
 
@@ -81,6 +82,7 @@ def plan(space: SearchSpace, values: Mapping[str, Any]) -> NetPlan:
             raise ArchError(f"{space.file}: {name}: {value!r} is not one of {list(choices)}")
         return value
 
+    values = getattr(values, "_index", values)  # an Arch's plain dict: C-speed lookups on the hot path
     units: list[Unit] = []
     res = pick("res", space.resolution)
     shape = (space.in_channels, res, res)
@@ -88,7 +90,7 @@ def plan(space: SearchSpace, values: Mapping[str, Any]) -> NetPlan:
     def add(stage: str, index: int, config: BlockConfig) -> None:
         nonlocal shape
         units.append(Unit(stage, index, BlockKey(config, shape)))
-        size = _out_size(shape[1], config.stride) if config.op != "global_pool" and config.op != "classifier" else 1
+        size = out_size(shape[1], config.stride) if config.op != "global_pool" and config.op != "classifier" else 1
         shape = (config.cout, size, size)
 
     stem = space.stem
@@ -97,16 +99,33 @@ def plan(space: SearchSpace, values: Mapping[str, Any]) -> NetPlan:
     if stem.pool == "max":
         add("stem", 1, BlockConfig(op="max_pool", cin=shape[0], cout=shape[0], stride=2, kernel=3))
 
+    memo: dict = space._memo  # type: ignore[attr-defined]
     for si, stage in enumerate(space.stages):
         depth = pick(f"{stage.name}.depth", stage.depth)
         cout = space.channels(pick(f"{stage.name}.width", stage.width))
         for j in range(depth):
-            block = stage.blocks[j]
-            fields = {f: pick(f"{stage.name}.b{j}.{f}", ch) for f, ch in block.choices.items()}
-            config = block_config(fields, shape[0], cout, stage.stride if j == 0 else 1,
-                                  first_unit=si == 0 and j == 0,
-                                  keep_3x3=j == 0 and depth == 1 and stage.stride == 1)
-            add(stage.name, j, config)
+            names = memo.get((si, j))
+            if names is None:  # only real decisions are picked per candidate; fixed fields are constant
+                choices = stage.blocks[j].choices
+                names = memo[(si, j)] = (
+                    tuple((f, f"{stage.name}.b{j}.{f}", ch) for f, ch in choices.items() if len(ch) > 1),
+                    {f: ch[0] for f, ch in choices.items() if len(ch) == 1},
+                )
+            try:
+                chosen = tuple([values[name] for _, name, _ in names[0]])
+            except KeyError as exc:
+                raise ArchError(f"{space.file}: the architecture gives no value for decision {exc.args[0]!r}") from None
+            keep_3x3 = j == 0 and depth == 1 and stage.stride == 1
+            # Units repeat across candidates: resolve each distinct one once per space.
+            memo_key = (si, j, chosen, shape, cout, keep_3x3)
+            unit = memo.get(memo_key)
+            if unit is None:  # values are checked on a miss; a hit means they were checked before
+                fields = {**names[1], **{f: pick(name, ch) for (f, name, ch) in names[0]}}
+                config = block_config(fields, shape[0], cout, stage.stride if j == 0 else 1,
+                                      first_unit=si == 0 and j == 0, keep_3x3=keep_3x3)
+                unit = memo[memo_key] = Unit(stage.name, j, BlockKey(config, shape))
+            units.append(unit)
+            shape = (cout, out_size(shape[1], unit.key.config.stride), out_size(shape[2], unit.key.config.stride))
 
     head = space.head
     if head.conv_out is not None:

@@ -78,6 +78,10 @@ class SearchSpace:
     head: HeadSpec
     backbone: str | None = None  # path of a fixed architecture that must be a point of this space
 
+    def __post_init__(self) -> None:
+        # Planning memo (decision names, resolved units): not a field, so equality ignores it.
+        object.__setattr__(self, "_memo", {})
+
     def channels(self, width: int) -> int:
         """Real channels of a stage or stem width after the width multiplier."""
         return make_divisible(width * self.width_mult, self.channel_divisor)
