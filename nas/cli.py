@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from nas import __version__
+from nas import __version__, cli_lut
 from nas.errors import NasError
 
 
@@ -70,16 +70,46 @@ def _arch_stats(args: argparse.Namespace) -> int:
     } for u in cost.units]
     info = {"name": space.name, "file": args.file, "resolution": cost.resolution, "params": cost.params,
             "macs": cost.macs, "flops": cost.flops, "flops_by_operator": cost.by_operator(), "blocks": blocks}
+    if not args.no_latency:
+        info.update(_latency_stats(args, space, blocks))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     print(f"{space.name}: {cost.params:,} params, {cost.macs:,} MACs (conv+linear), "
           f"{cost.flops:,} fvcore flops (all ops) at {cost.resolution}x{cost.resolution}")
-    print(f"  {'unit':<10} {'op':<18} {'input':<14} {'params':>10} {'MACs':>13}")
+    if "predicted_latency_ms" in info:
+        line = f"latency on {info['latency_profile']}: predicted {info['predicted_latency_ms']:.2f} ms"
+        if "measured_latency_ms" in info:
+            line += f", measured {info['measured_latency_ms']:.2f} ms"
+        print(line)
+    has_ms = "latency_ms" in blocks[0]
+    print(f"  {'unit':<10} {'op':<18} {'input':<14} {'params':>10} {'MACs':>13}" + (f" {'ms':>8}" if has_ms else ""))
     for b in blocks:
         shape = "x".join(map(str, b["input_shape"]))
-        print(f"  {b['stage'] + '.' + str(b['index']):<10} {b['op']:<18} {shape:<14} {b['params']:>10,} {b['macs']:>13,}")
+        ms = f" {b['latency_ms']:>8.3f}" if has_ms else ""
+        print(f"  {b['stage'] + '.' + str(b['index']):<10} {b['op']:<18} {shape:<14} {b['params']:>10,} {b['macs']:>13,}{ms}")
     return 0
+
+
+def _latency_stats(args: argparse.Namespace, space: Any, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Predicted latency (measuring missing units first) and, with --measure, the end-to-end figure."""
+    from nas.space import plan
+
+    model = cli_lut.latency_model(args)
+    units = plan(space, {}).units
+    try:
+        model.fill(space, list(units))
+        for block, unit in zip(blocks, units):
+            block["latency_ms"] = model.unit_ms(unit, space)
+        out: dict[str, Any] = {"latency_profile": model.profile.id, "predicted_latency_ms": model.predict_ms(space),
+                               "latency_sum_ms": model.sum_ms(space),
+                               "latency_corrected": model.table.correction is not None}
+        if args.measure:
+            m = model.measure_network(space)
+            out.update(measured_latency_ms=m.median_ms, measured_spread_ms=m.spread_ms)
+    finally:
+        model.table.save()
+    return out
 
 
 def _arch_sample(args: argparse.Namespace) -> int:
@@ -95,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware neural architecture search for mobile networks.")
     parser.add_argument("--version", action="version", version=f"nas {__version__}")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{space,arch}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{space,arch,lut}")
 
     space = groups.add_parser("space", help="validate and inspect search spaces")
     space_cmds = space.add_subparsers(dest="command", required=True, metavar="{check,show}")
@@ -109,23 +139,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     arch = groups.add_parser("arch", help="work with single architectures")
     arch_cmds = arch.add_subparsers(dest="command", required=True, metavar="{stats,sample}")
-    p = arch_cmds.add_parser("stats", help="params, MACs and fvcore flops of a fixed architecture, per block")
+    p = arch_cmds.add_parser("stats", help="params, MACs, fvcore flops and latency of a fixed architecture, per block")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency prediction (no measuring)")
+    p.add_argument("--measure", action="store_true", help="also measure the whole network end to end")
+    cli_lut.add_profile_options(p)
     p.set_defaults(func=_arch_stats)
     p = arch_cmds.add_parser("sample", help="draw a random architecture and write it as a fixed YAML")
     p.add_argument("file")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="where to write the fixed-architecture YAML")
     p.set_defaults(func=_arch_sample)
+
+    cli_lut.register(groups)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from proxies.latency import LatencyError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except NasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except LatencyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

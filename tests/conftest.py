@@ -32,3 +32,17 @@ def write_yaml(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_latency_tables(tmp_path_factory: pytest.TempPathFactory):
+    """Latency tables go to a session folder, never the user's cache (shared by the session's tests)."""
+    import os
+
+    old = os.environ.get("NAS_LUT_DIR")
+    os.environ["NAS_LUT_DIR"] = str(tmp_path_factory.mktemp("latency-tables"))
+    yield
+    if old is None:
+        os.environ.pop("NAS_LUT_DIR", None)
+    else:
+        os.environ["NAS_LUT_DIR"] = old

@@ -74,7 +74,7 @@ def test_space_show_fixed_has_no_backbone(capsys) -> None:
 
 
 def test_arch_stats_json_mobilenet_v2(capsys) -> None:
-    info = run_json(capsys, "arch", "stats", str(MOBILENET_V2), "--json")
+    info = run_json(capsys, "arch", "stats", str(MOBILENET_V2), "--json", "--no-latency")
     assert set(info) == {"name", "file", "resolution", "params", "macs", "flops", "flops_by_operator", "blocks"}
     assert info["name"] == "mobilenet_v2"
     assert (info["resolution"], info["params"], info["macs"]) == (224, 3_504_872, 300_774_272)  # REFERENCE.md
@@ -96,11 +96,28 @@ def test_arch_stats_json_mobilenet_v2(capsys) -> None:
 
 
 def test_arch_stats_text(capsys) -> None:
-    assert main(["arch", "stats", str(MOBILENET_V2)]) == 0
+    assert main(["arch", "stats", str(MOBILENET_V2), "--no-latency"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("mobilenet_v2: 3,504,872 params, 300,774,272 MACs (conv+linear), ")
     assert lines[0].endswith(" fvcore flops (all ops) at 224x224")
     assert len(lines) == 2 + 21
+
+
+def test_arch_stats_latency(capsys, tmp_path: Path) -> None:
+    """Predicted latency measures the missing units into the table, then reads them back."""
+    lut = tmp_path / "t.json"
+    args = ["arch", "stats", str(MOBILENET_V2), "--json", "--threads", "1", "--lut", str(lut), "--measure"]
+    info = run_json(capsys, *args)
+    assert info["latency_profile"].startswith("torch-t1-b1-fp32-")
+    assert info["latency_corrected"] is False  # no correction fitted yet: the plain sum
+    assert info["predicted_latency_ms"] == pytest.approx(sum(b["latency_ms"] for b in info["blocks"]))
+    assert all(b["latency_ms"] > 0 for b in info["blocks"])
+    assert info["measured_latency_ms"] > 0 and info["measured_spread_ms"] >= 0
+    table = json.loads(lut.read_text())
+    assert len(table["entries"]) == len({b["key"] for b in info["blocks"]})
+    # A second run finds every unit in the table and predicts the same value.
+    again = run_json(capsys, *args[:-1])
+    assert again["predicted_latency_ms"] == info["predicted_latency_ms"]
 
 
 def test_arch_sample_then_stats(capsys, tmp_path: Path) -> None:
@@ -112,7 +129,7 @@ def test_arch_sample_then_stats(capsys, tmp_path: Path) -> None:
     fixed = load_space(out)
     assert fixed.is_fixed and fixed.name == "mobilenet_v3-seed1"
 
-    info = run_json(capsys, "arch", "stats", str(out), "--json")
+    info = run_json(capsys, "arch", "stats", str(out), "--json", "--no-latency")
     cost = CostModel().cost(space, arch)
     assert (info["name"], info["resolution"]) == ("mobilenet_v3-seed1", arch["res"])
     assert (info["params"], info["macs"], info["flops"]) == (cost.params, cost.macs, cost.flops)
@@ -150,7 +167,7 @@ def test_python_m_nas_help(capsys, monkeypatch) -> None:
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: nas ")
-    assert "{space,arch}" in out
+    assert "{space,arch,lut}" in out
 
 
 def test_console_entry_exit_code(write_yaml) -> None:

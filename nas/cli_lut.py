@@ -1,0 +1,155 @@
+"""`nas lut ...` commands and the device-profile options shared with `nas arch stats`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Iterable
+
+from nas.errors import NasError
+
+
+def add_profile_options(p: argparse.ArgumentParser, *, lut: bool = True) -> None:
+    """--backend/--threads/--batch-size select the device profile; --lut picks the table file."""
+    p.add_argument("--backend", default="torch", help="torch, torchscript, onnxruntime or cuda (default torch)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help=f"intra-op threads (default: all {os.cpu_count()} cores)")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
+    if lut:
+        p.add_argument("--lut", metavar="FILE", help="latency table file (default: one per profile in "
+                       "$NAS_LUT_DIR or ~/.cache/mobile-nas/latency)")
+
+
+def progress(enabled: bool, desc: str, unit: str) -> Any:
+    """A tqdm wrapper for loops, or None when quiet."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return lambda items: tqdm(items, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
+
+
+def latency_model(args: argparse.Namespace, *, path: str | None = None, measure_missing: bool = True) -> Any:
+    from nas.latency import LatencyModel, open_table
+    from proxies.latency import current_profile
+
+    profile = current_profile(backend=args.backend, threads=args.threads, batch_size=args.batch_size)
+    return LatencyModel(open_table(profile, path or getattr(args, "lut", None)), measure_missing=measure_missing)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from nas.space import load_space, unique_units
+
+    space = load_space(args.space)
+    model = latency_model(args, path=args.out)
+    units = list(unique_units(space).values())
+    todo = model.missing(space, units)
+    print(f"{space.name}: {len(units)} unique units, {len(units) - len(todo)} already in "
+          f"{model.table.path}, measuring {len(todo)} on profile {model.profile.id}", file=sys.stderr)
+    model.fill(space, todo, progress(not args.quiet, "measuring units", "unit"))
+    if args.fit > 0 and (model.table.correction is None or args.refit):
+        c = model.fit_correction(space, n=args.fit, progress=progress(not args.quiet, "fitting correction", "net"))
+        print(f"correction: measured = {c.scale:.4f} x sum + {c.offset_ms:.3f} ms "
+              f"(fit on {c.n} networks, MAPE {c.mape:.1%})", file=sys.stderr)
+    model.table.save()
+    print(f"wrote {model.table.path}: {len(model.table)} entries")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from proxies.latency import LatencyTable
+
+    table = LatencyTable.load(args.file)
+    info: dict[str, Any] = {"file": args.file, "profile_id": table.profile.id, "profile": table.profile.to_dict(),
+                            "entries": len(table), "correction": None}
+    if table.correction is not None:
+        c = table.correction
+        info["correction"] = {"scale": c.scale, "offset_ms": c.offset_ms, "n": c.n, "mape": c.mape}
+    if args.space:
+        from nas.space import load_space, unique_units
+
+        space = load_space(args.space)
+        keys = unique_units(space)
+        have = sum(1 for k in keys if k in table)
+        info["coverage"] = {"space": args.space, "units": len(keys), "covered": have,
+                            "fraction": have / len(keys)}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{args.file}: {info['entries']} entries, profile {info['profile_id']}")
+    for k, v in info["profile"].items():
+        print(f"  {k:<20} {v}")
+    c = info["correction"]
+    print("  correction           " + ("none fitted" if c is None else
+          f"measured = {c['scale']:.4f} x sum + {c['offset_ms']:.3f} ms (n={c['n']}, MAPE {c['mape']:.1%})"))
+    if "coverage" in info:
+        cov = info["coverage"]
+        print(f"coverage of {cov['space']}: {cov['covered']}/{cov['units']} units ({cov['fraction']:.1%})")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from nas.latency import validate
+    from nas.space import load_space
+
+    if args.samples < 2:
+        raise NasError(f"--samples must be at least 2, got {args.samples}")
+    space = load_space(args.space)
+    model = latency_model(args, measure_missing=not args.no_measure)
+    try:
+        if model.table.correction is None and args.fit > 0:
+            model.fit_correction(space, n=args.fit, progress=progress(not args.quiet, "fitting correction", "net"))
+        report = validate(model, space, args.samples, seed=args.seed,
+                          progress=progress(not args.quiet, "validating", "net"))
+    finally:
+        model.table.save()
+    if args.json:
+        report.pop("rows") if not args.rows else None
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{space.name} on {report['profile']}: {report['n']} random networks, measured end to end")
+    print(f"  within +-10%   {report['within_10pct']:.1%}")
+    print(f"  MAPE           {report['mape']:.2%}")
+    print(f"  Spearman       {report['spearman']:.4f}")
+    print(f"  Kendall        {report['kendall']:.4f}")
+    if report["correction"]:
+        c = report["correction"]
+        print(f"  correction     measured = {c['scale']:.4f} x sum + {c['offset_ms']:.3f} ms "
+              f"(fit on {c['n']} other networks, MAPE {c['mape']:.1%})")
+    print("  worst cases:")
+    for r in report["worst"]:
+        print(f"    {r['error']:+.1%}  predicted {r['predicted_ms']:.2f} ms, measured {r['measured_ms']:.2f} ms  {r['arch'][:80]}")
+    return 0
+
+
+def register(groups: Any) -> None:
+    lut = groups.add_parser("lut", help="on-device latency lookup tables")
+    cmds = lut.add_subparsers(dest="command", required=True, metavar="{build,show,validate,export-ops,import}")
+
+    p = cmds.add_parser("build", help="measure every unique unit of a space into a latency table (resumable)")
+    p.add_argument("--space", required=True, help="search space YAML")
+    add_profile_options(p, lut=False)
+    p.add_argument("--out", metavar="FILE", help="table file (default: the per-user cache, one file per profile)")
+    p.add_argument("--fit", type=int, default=12, help="networks measured end to end to fit the correction (0: none)")
+    p.add_argument("--refit", action="store_true", help="fit the correction again even if the table has one")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_build)
+
+    p = cmds.add_parser("show", help="profile, entry count, correction and coverage of a space")
+    p.add_argument("file")
+    p.add_argument("--space", help="report how many of this space's units the table covers")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_show)
+
+    p = cmds.add_parser("validate", help="prediction vs end-to-end measurement on random networks")
+    p.add_argument("--space", required=True)
+    p.add_argument("--samples", type=int, default=100, help="random networks to measure (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    add_profile_options(p)
+    p.add_argument("--fit", type=int, default=12, help="networks to fit the correction on if the table has none")
+    p.add_argument("--no-measure", action="store_true", help="fail on units missing from the table instead of measuring")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--rows", action="store_true", help="with --json, include every network's row")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_validate)

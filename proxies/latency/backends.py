@@ -1,0 +1,309 @@
+"""Turn any nn.Module into a ready-to-time callable for one device profile, and time it.
+
+Why: the same block must be timed the way it would be deployed (eager PyTorch,
+a frozen TorchScript graph, ONNX Runtime, or a GPU), with the profile's batch
+size, layout and thread count, and without touching the caller's module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import torch
+
+from proxies.latency.errors import LatencyError, ProfileMismatchError
+from proxies.latency.harness import Measurement, measure
+from proxies.latency.profile import DeviceProfile, current_profile
+
+__all__ = ["Runner", "export_onnx", "measure_module", "pinned_cpus", "pinned_threads", "prepare"]
+
+INPUT_SEED = 0  #: seed of the random input every backend feeds (same input, comparable outputs)
+ONNX_OPSET = 18
+
+# Narrow silencers: torch 2.13 flags the TorchScript API as deprecated, and its
+# ONNX exporter logs one line per torchvision op it cannot register and warns
+# from pytree internals.  None of it concerns the caller.
+_JIT_DEPRECATED = r"`torch\.jit\.(trace|trace_method|freeze|optimize_for_inference)` is deprecated"
+_PYTREE_LEAFSPEC = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+_LEGACY_ONNX = r"(You are using the legacy TorchScript-based ONNX export|The feature will be removed)"
+_ONNX_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
+@dataclass(frozen=True)
+class Runner:
+    """One inference per ``run()``; ``sync`` (or None) waits for asynchronous work (CUDA).
+
+    ``output()`` runs once and returns the result as a CPU tensor in NCHW, so
+    backends can be checked against each other.
+    """
+
+    run: Callable[[], Any]
+    sync: Callable[[], None] | None
+    to_tensor: Callable[[Any], torch.Tensor]
+    profile: DeviceProfile
+
+    def output(self) -> torch.Tensor:
+        """Run once and return the (first and only) output as a contiguous CPU tensor."""
+        result = self.run()
+        if self.sync is not None:
+            self.sync()
+        return self.to_tensor(result).detach().cpu().contiguous()
+
+
+def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise LatencyError(f"input_shape must be (C, H, W) with positive integers, got {tuple(input_shape)!r}")
+    return shape  # type: ignore[return-value]
+
+
+def _example_input(input_shape: Sequence[int], batch_size: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(INPUT_SEED)
+    return torch.randn((batch_size, *_check_shape(input_shape)), generator=generator)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _single_tensor(result: Any) -> torch.Tensor:
+    if isinstance(result, (list, tuple)) and len(result) == 1:
+        result = result[0]
+    if isinstance(result, torch.Tensor):
+        return result
+    if type(result).__module__ == "numpy":
+        return torch.from_numpy(result)
+    raise LatencyError(f"output() needs a module with one tensor output, got {type(result).__name__}")
+
+
+def _eval_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy in eval mode: preparing never changes the caller's device, layout or mode."""
+    return copy.deepcopy(module).eval()
+
+
+@contextlib.contextmanager
+def _quiet_onnx_export() -> Iterator[None]:
+    logger = logging.getLogger(_ONNX_REGISTRATION_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_PYTREE_LEAFSPEC, category=FutureWarning)
+            warnings.filterwarnings("ignore", message=_LEGACY_ONNX, category=DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _onnx_bytes(module: torch.nn.Module, example: torch.Tensor, dynamo: bool = True) -> bytes:
+    """Serialized ONNX model of `module` (eval copy) for the fixed shape of `example`."""
+    model = _eval_copy(module)
+    try:
+        with _quiet_onnx_export(), torch.no_grad():
+            if dynamo:
+                program = torch.onnx.export(model, (example,), dynamo=True, external_data=False,
+                                            opset_version=ONNX_OPSET, verbose=False)
+                return program.model_proto.SerializeToString()
+            with tempfile.TemporaryDirectory(prefix="nas-onnx-") as tmp:
+                path = os.path.join(tmp, "model.onnx")
+                torch.onnx.export(model, (example,), path, dynamo=False, opset_version=ONNX_OPSET,
+                                  input_names=["input"], output_names=["output"])
+                return Path(path).read_bytes()
+    except LatencyError:
+        raise
+    except Exception as exc:  # the exporters raise many types; report one line, keep the chain
+        raise LatencyError(f"ONNX export of {type(module).__name__} failed: {_one_line(exc)}") from exc
+
+
+def export_onnx(module: torch.nn.Module, input_shape: Sequence[int], path: str | os.PathLike[str],
+                batch_size: int = 1, *, dynamo: bool = True) -> Path:
+    """Write `module` (in eval mode) as one self-contained .onnx file, atomically; return its path.
+
+    `input_shape` is (C, H, W); shapes are static.  ``dynamo=True`` uses the
+    torch.export-based exporter (torch's default since 2.9, needs onnxscript);
+    ``dynamo=False`` the deprecated TorchScript one, about 15x faster on small blocks.
+    """
+    target = Path(path)
+    data = _onnx_bytes(module, _example_input(input_shape, batch_size), dynamo=dynamo)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def _torch_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile) -> Runner:
+    model = _eval_copy(module)
+    if profile.backend == "cuda":
+        model, x = model.cuda(), x.cuda()
+    if profile.layout == "nhwc":
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+
+    def run() -> Any:
+        with torch.inference_mode():
+            return model(x)
+
+    sync = torch.cuda.synchronize if profile.backend == "cuda" else None
+    return Runner(run=run, sync=sync, to_tensor=_single_tensor, profile=profile)
+
+
+def _torchscript_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile) -> Runner:
+    model = _eval_copy(module)
+    if profile.layout == "nhwc":
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_JIT_DEPRECATED, category=DeprecationWarning)
+        with torch.no_grad():
+            traced = torch.jit.trace(model, (x,))
+            # Frozen only: optimize_for_inference wraps each graph in to_mkldnn/to_dense
+            # conversions (~150 us here), which a per-block table would charge to every entry.
+            scripted = torch.jit.freeze(traced)
+
+    def run() -> Any:
+        with torch.inference_mode():
+            return scripted(x)
+
+    return Runner(run=run, sync=None, to_tensor=_single_tensor, profile=profile)
+
+
+def _onnxruntime_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile) -> Runner:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = profile.threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only
+    # The TorchScript-based exporter is ~20x faster per block than the dynamo one (which
+    # costs over a second per block here): it decides whether a table of thousands of units
+    # is minutes or hours. Fall back to dynamo where the legacy exporter is gone or fails.
+    try:
+        model_bytes = _onnx_bytes(module, x, dynamo=False)
+    except LatencyError:
+        model_bytes = _onnx_bytes(module, x, dynamo=True)
+    session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise LatencyError(f"the exported ONNX graph has {len(inputs)} inputs, expected 1")
+    feed = {inputs[0].name: x.numpy()}
+    names = [o.name for o in session.get_outputs()]
+
+    def run() -> Any:
+        return session.run(names, feed)
+
+    return Runner(run=run, sync=None, to_tensor=_single_tensor, profile=profile)
+
+
+_BUILDERS = {"torch": _torch_runner, "cuda": _torch_runner, "torchscript": _torchscript_runner,
+             "onnxruntime": _onnxruntime_runner}
+
+
+def prepare(module: torch.nn.Module, input_shape: Sequence[int], profile: DeviceProfile) -> Runner:
+    """A Runner for `module` on `profile` with a seeded random input of shape (batch, C, H, W).
+
+    Works on a deep copy (the caller's module keeps its device, layout and mode)
+    and runs once, so a module that cannot run on this input fails here with a
+    LatencyError naming the backend, not in the middle of a timing loop.
+    """
+    x = _example_input(input_shape, profile.batch_size)
+    builder = _BUILDERS.get(profile.backend)
+    if builder is None:
+        raise LatencyError(f"unknown backend {profile.backend!r}")
+    try:
+        runner = builder(module, x, profile)
+        runner.run()
+    except LatencyError:
+        raise
+    except Exception as exc:
+        raise LatencyError(f"{profile.backend}: cannot run {type(module).__name__} on input "
+                           f"{tuple(x.shape)}: {_one_line(exc)}") from exc
+    return runner
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int) -> Iterator[None]:
+    """torch.set_num_threads(n) inside the block; the previous count is restored after it."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise LatencyError(f"threads must be a positive integer, got {n!r}")
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def pinned_cpus(cpus: Iterable[int] | None) -> Iterator[None]:
+    """Restrict every thread of this process to `cpus` inside the block (None: no change).
+
+    Linux's sched_setaffinity acts on one thread, and OpenMP / ONNX Runtime
+    workers already exist, so each thread in /proc/self/task is pinned and
+    restored to its own previous mask afterwards.
+    """
+    if cpus is None:
+        yield
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise LatencyError("cpu affinity is not supported on this platform (no os.sched_setaffinity)")
+    wanted = sorted(set(cpus))
+    if not wanted:
+        raise LatencyError("cpus must name at least one cpu, got an empty list")
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    saved: dict[int, set[int]] = {}
+    try:
+        for tid in tids:
+            try:
+                saved[tid] = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, wanted)
+            except ProcessLookupError:  # the thread ended meanwhile
+                saved.pop(tid, None)
+            except OSError as exc:
+                raise LatencyError(f"cannot pin to cpus {wanted}: {exc.strerror or exc}") from exc
+        yield
+    finally:
+        for tid, mask in saved.items():
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(tid, mask)
+
+
+def measure_module(module: torch.nn.Module, input_shape: Sequence[int], profile: DeviceProfile, *,
+                   cpus: Iterable[int] | None = None, **measure_kwargs: Any) -> Measurement:
+    """Latency of one inference of `module` on `profile`: prepare, pin threads (and cpus), measure.
+
+    The profile must describe this machine (same device and versions for its
+    settings); otherwise ProfileMismatchError, so no table gets foreign numbers.
+    `measure_kwargs` go to `measure` (warmup, min_runs, min_time_s, ...).
+    """
+    here = current_profile(profile.backend, profile.threads, profile.batch_size, profile.dtype, profile.layout)
+    diffs = profile.differences(here, labels=("profile", "here"))
+    if diffs:
+        raise ProfileMismatchError(f"profile {profile.id} is not this machine's: {', '.join(diffs)}", diffs)
+    cpu_list = None if cpus is None else sorted(set(cpus))
+    if cpu_list is not None and profile.threads > len(cpu_list):
+        raise LatencyError(f"threads {profile.threads} exceeds the {len(cpu_list)} pinned cpu(s) {cpu_list}")
+    with pinned_threads(profile.threads):
+        runner = prepare(module, input_shape, profile)
+        with pinned_cpus(cpu_list):
+            return measure(runner.run, sync=runner.sync, **measure_kwargs)

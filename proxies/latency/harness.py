@@ -1,0 +1,126 @@
+"""Timing harness: warm up, repeat, drop outliers, and repeat more while the spread is wide.
+
+Why: on a shared, noisy machine single timings lie.  The median of many runs
+after Tukey-fence outlier removal is robust, and the interquartile range of
+the kept runs says how far to trust it.  The statistics are a pure function
+(`summarize`) so they can be checked on synthetic timings.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Sequence
+
+__all__ = ["Measurement", "Summary", "measure", "quantile", "summarize"]
+
+#: A round stops after this many calls even if min_time_s is not reached (a bound for ~zero-cost fns).
+MAX_CALLS_PER_ROUND = 100_000
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Robust latency of one callable: median and IQR of the kept runs, with bookkeeping."""
+
+    median_ms: float
+    spread_ms: float  #: interquartile range of the kept runs
+    runs: int  #: timed runs kept after outlier removal
+    rounds: int  #: timing rounds run (more when the spread stayed wide)
+    discarded: int  #: timed runs dropped as outliers
+
+    @property
+    def rel_spread(self) -> float:
+        """spread_ms / median_ms (0 when both are 0, inf when only the median is 0)."""
+        if self.median_ms > 0:
+            return self.spread_ms / self.median_ms
+        return 0.0 if self.spread_ms == 0 else math.inf
+
+
+class Summary(NamedTuple):
+    """What `summarize` returns: median and IQR of the kept values, and the counts."""
+
+    median: float
+    spread: float
+    kept: int
+    discarded: int
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile of already sorted values (numpy's default, 'inclusive')."""
+    n = len(sorted_values)
+    if n == 0:
+        raise ValueError("quantile of no values")
+    pos = (n - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summarize(times_ms: Sequence[float]) -> Summary:
+    """Drop values outside the Tukey fences [Q1 - 1.5 IQR, Q3 + 1.5 IQR]; median and IQR of the rest."""
+    if len(times_ms) == 0:
+        raise ValueError("summarize needs at least one timing")
+    values = sorted(float(t) for t in times_ms)
+    q1, q3 = quantile(values, 0.25), quantile(values, 0.75)
+    iqr = q3 - q1
+    low, high = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+    kept = [v for v in values if low <= v <= high]
+    median = quantile(kept, 0.5)
+    spread = quantile(kept, 0.75) - quantile(kept, 0.25)
+    return Summary(median=median, spread=spread, kept=len(kept), discarded=len(values) - len(kept))
+
+
+def _check_options(warmup: int, min_runs: int, min_time_s: float, max_rounds: int, target_rel_spread: float) -> None:
+    for name, value, least in (("warmup", warmup, 0), ("min_runs", min_runs, 1), ("max_rounds", max_rounds, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    for name, value in (("min_time_s", min_time_s), ("target_rel_spread", target_rel_spread)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def measure(fn: Callable[[], object], *, warmup: int = 5, min_runs: int = 15, min_time_s: float = 0.05,
+            max_rounds: int = 4, target_rel_spread: float = 0.05,
+            sync: Callable[[], None] | None = None) -> Measurement:
+    """Time `fn` robustly: `warmup` untimed calls, then rounds of timed calls.
+
+    A round runs until it has at least `min_runs` calls and `min_time_s` of timed
+    work (or MAX_CALLS_PER_ROUND calls).  After each round the runs so far are summarized; another round follows
+    while the kept runs' IQR / median exceeds `target_rel_spread`, up to
+    `max_rounds`.  `sync` (e.g. torch.cuda.synchronize) runs before the clock
+    stops so asynchronous work is counted.  The garbage collector is paused while
+    timing so its pauses do not land in random runs.
+    """
+    _check_options(warmup, min_runs, min_time_s, max_rounds, target_rel_spread)
+    for _ in range(warmup):
+        fn()
+    if sync is not None:
+        sync()
+    min_round_ns = min_time_s * 1e9
+    times_ms: list[float] = []
+    rounds = 0
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        while True:
+            rounds += 1
+            calls, spent_ns = 0, 0
+            while calls < min_runs or (spent_ns < min_round_ns and calls < MAX_CALLS_PER_ROUND):
+                start = time.perf_counter_ns()
+                fn()
+                if sync is not None:
+                    sync()
+                took = time.perf_counter_ns() - start
+                times_ms.append(took / 1e6)
+                spent_ns += took
+                calls += 1
+            summary = summarize(times_ms)
+            done = Measurement(median_ms=summary.median, spread_ms=summary.spread, runs=summary.kept,
+                               rounds=rounds, discarded=summary.discarded)
+            if done.rel_spread <= target_rel_spread or rounds >= max_rounds:
+                return done
+    finally:
+        if gc_was_enabled:
+            gc.enable()

@@ -1,0 +1,144 @@
+"""proxies.latency.backends: every CPU backend runs and times a small block, and agrees with eager PyTorch."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from proxies.latency import (LatencyError, ProfileMismatchError, current_profile, export_onnx, measure_module,
+                             pinned_cpus, prepare)
+from proxies.latency.backends import INPUT_SEED
+
+SHAPE = (3, 8, 8)
+QUICK = {"warmup": 2, "min_runs": 5, "min_time_s": 0.0, "max_rounds": 1}
+
+
+def tiny_block() -> nn.Module:
+    """conv-BN-ReLU6 plus a depthwise conv, with non-trivial BN statistics so folding is exercised."""
+    torch.manual_seed(0)
+    block = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
+                          nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Hardswish())
+    block[1].running_mean.uniform_(-0.5, 0.5)
+    block[1].running_var.uniform_(0.5, 2.0)
+    return block
+
+
+def expected_output(block: nn.Module, batch_size: int = 1) -> torch.Tensor:
+    x = torch.randn((batch_size, *SHAPE), generator=torch.Generator().manual_seed(INPUT_SEED))
+    with torch.no_grad():
+        return block.eval()(x)
+
+
+@pytest.fixture(scope="module")
+def block() -> nn.Module:
+    return tiny_block()
+
+
+@pytest.mark.parametrize("backend", ["torch", "torchscript", "onnxruntime"])
+def test_backend_times_and_matches_eager(block: nn.Module, backend: str):
+    profile = current_profile(backend, threads=1)
+    runner = prepare(block, SHAPE, profile)
+    out = runner.output()
+    assert out.shape == (1, 8, 8, 8)
+    torch.testing.assert_close(out, expected_output(block), rtol=1e-4, atol=1e-5)
+    m = measure_module(block, SHAPE, profile, **QUICK)
+    assert math.isfinite(m.median_ms) and m.median_ms > 0 and m.spread_ms >= 0
+    assert m.runs + m.discarded == 5 and m.rounds == 1
+
+
+@pytest.mark.parametrize("backend", ["torch", "torchscript"])
+def test_channels_last_gives_the_same_output(block: nn.Module, backend: str):
+    runner = prepare(block, SHAPE, current_profile(backend, layout="nhwc"))
+    torch.testing.assert_close(runner.output(), expected_output(block), rtol=1e-4, atol=1e-5)
+
+
+def test_batch_size_comes_from_the_profile(block: nn.Module):
+    out = prepare(block, SHAPE, current_profile("torch", batch_size=3)).output()
+    assert out.shape == (3, 8, 8, 8)
+    torch.testing.assert_close(out, expected_output(block, 3))
+
+
+def test_prepare_leaves_the_callers_module_alone():
+    block = tiny_block().train()
+    weight = block[0].weight.detach().clone()
+    prepare(block, SHAPE, current_profile("torch", layout="nhwc"))
+    prepare(block, SHAPE, current_profile("torchscript"))
+    assert block.training and all(m.training for m in block.modules())
+    assert block[0].weight.is_contiguous() and torch.equal(block[0].weight, weight)
+
+
+def test_cuda_backend(block: nn.Module):
+    try:
+        profile = current_profile("cuda")
+    except LatencyError as exc:
+        assert str(exc) == ("backend 'cuda' needs a CUDA GPU, but torch.cuda.is_available() is False "
+                            f"(torch {torch.__version__})")
+        pytest.skip("no CUDA GPU")
+    runner = prepare(block, SHAPE, profile)
+    assert runner.sync is torch.cuda.synchronize
+    torch.testing.assert_close(runner.output(), expected_output(block), rtol=1e-3, atol=1e-4)
+    assert measure_module(block, SHAPE, profile, **QUICK).median_ms > 0
+
+
+def test_module_that_cannot_run_fails_in_prepare(block: nn.Module):
+    with pytest.raises(LatencyError) as info:
+        prepare(block, (4, 8, 8), current_profile("torch"))
+    assert str(info.value).startswith("torch: cannot run Sequential on input (1, 4, 8, 8): RuntimeError: ")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("shape", [(3, 8), (3, 0, 8), (3.0, 8, 8)])
+def test_input_shape_is_checked(block: nn.Module, shape):
+    with pytest.raises(LatencyError) as info:
+        prepare(block, shape, current_profile("torch"))
+    assert str(info.value) == f"input_shape must be (C, H, W) with positive integers, got {shape!r}"
+
+
+def test_measure_module_refuses_another_machines_profile(block: nn.Module):
+    here = current_profile("torch")
+    foreign = dataclasses.replace(here, device="Some Other CPU")
+    with pytest.raises(ProfileMismatchError) as info:
+        measure_module(block, SHAPE, foreign, **QUICK)
+    assert str(info.value) == (f"profile {foreign.id} is not this machine's: "
+                               f"device (profile Some Other CPU, here {here.device})")
+
+
+def test_measure_module_restores_threads_and_affinity(block: nn.Module):
+    threads = torch.get_num_threads()
+    affinity = os.sched_getaffinity(0)
+    cpu = min(affinity)
+    m = measure_module(block, SHAPE, current_profile("torch", threads=1), cpus=[cpu], **QUICK)
+    assert m.median_ms > 0
+    assert torch.get_num_threads() == threads and os.sched_getaffinity(0) == affinity
+    with pytest.raises(LatencyError) as info:
+        measure_module(block, SHAPE, current_profile("torch", threads=2), cpus=[cpu], **QUICK)
+    assert str(info.value) == f"threads 2 exceeds the 1 pinned cpu(s) [{cpu}]"
+
+
+def test_pinned_cpus_pins_inside_the_block():
+    affinity = os.sched_getaffinity(0)
+    cpu = max(affinity)
+    with pinned_cpus([cpu]):
+        assert os.sched_getaffinity(0) == {cpu}
+    assert os.sched_getaffinity(0) == affinity
+    with pytest.raises(LatencyError, match="^cpus must name at least one cpu, got an empty list$"), pinned_cpus([]):
+        pass
+
+
+@pytest.mark.parametrize("dynamo", [True, False])
+def test_export_onnx_writes_one_self_contained_file(block: nn.Module, tmp_path: Path, dynamo: bool):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    path = export_onnx(block, SHAPE, tmp_path / "block.onnx", batch_size=2, dynamo=dynamo)
+    assert path == tmp_path / "block.onnx"
+    assert [p.name for p in tmp_path.iterdir()] == ["block.onnx"]  # no external data, no temp file
+    onnx.checker.check_model(onnx.load(str(path)))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn((2, *SHAPE), generator=torch.Generator().manual_seed(INPUT_SEED))
+    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(out), expected_output(block, 2), rtol=1e-4, atol=1e-5)
