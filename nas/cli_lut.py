@@ -47,14 +47,18 @@ def _build(args: argparse.Namespace) -> int:
     todo = model.missing(space, units)
     print(f"{space.name}: {len(units)} unique units, {len(units) - len(todo)} already in "
           f"{model.table.path}, measuring {len(todo)} on profile {model.profile.id}", file=sys.stderr)
-    model.fill(space, todo, progress(not args.quiet, "measuring units", "unit"))
+    model.fill(space, todo, progress(not args.quiet, "measuring units", "unit"), passes=args.passes)
     if args.fit > 0 and (model.table.correction is None or args.refit):
-        c = model.fit_correction(space, n=args.fit, progress=progress(not args.quiet, "fitting correction", "net"))
-        print(f"correction: measured = {c.scale:.4f} x sum + {c.offset_ms:.3f} ms "
-              f"(fit on {c.n} networks, MAPE {c.mape:.1%})", file=sys.stderr)
+        c = model.fit_correction(space, n=args.fit, progress=progress(not args.quiet, "fitting correction", "run"))
+        print(f"correction: {describe(c)}", file=sys.stderr)
     model.table.save()
     print(f"wrote {model.table.path}: {len(model.table)} entries")
     return 0
+
+
+def describe(c: Any) -> str:
+    return (f"measured = {c.scale:.4f} x sum {c.per_unit_ms:+.4f} ms x units {c.offset_ms:+.3f} ms "
+            f"(fit on {c.n} networks, MAPE {c.mape:.1%})")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -64,8 +68,7 @@ def _show(args: argparse.Namespace) -> int:
     info: dict[str, Any] = {"file": args.file, "profile_id": table.profile.id, "profile": table.profile.to_dict(),
                             "entries": len(table), "correction": None}
     if table.correction is not None:
-        c = table.correction
-        info["correction"] = {"scale": c.scale, "offset_ms": c.offset_ms, "n": c.n, "mape": c.mape}
+        info["correction"] = table.correction.to_dict()
     if args.space:
         from nas.space import load_space, unique_units
 
@@ -80,9 +83,7 @@ def _show(args: argparse.Namespace) -> int:
     print(f"{args.file}: {info['entries']} entries, profile {info['profile_id']}")
     for k, v in info["profile"].items():
         print(f"  {k:<20} {v}")
-    c = info["correction"]
-    print("  correction           " + ("none fitted" if c is None else
-          f"measured = {c['scale']:.4f} x sum + {c['offset_ms']:.3f} ms (n={c['n']}, MAPE {c['mape']:.1%})"))
+    print("  correction           " + (describe(table.correction) if table.correction else "none fitted"))
     if "coverage" in info:
         cov = info["coverage"]
         print(f"coverage of {cov['space']}: {cov['covered']}/{cov['units']} units ({cov['fraction']:.1%})")
@@ -98,10 +99,11 @@ def _validate(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     model = latency_model(args, measure_missing=not args.no_measure)
     try:
-        if model.table.correction is None and args.fit > 0:
-            model.fit_correction(space, n=args.fit, progress=progress(not args.quiet, "fitting correction", "net"))
-        report = validate(model, space, args.samples, seed=args.seed,
-                          progress=progress(not args.quiet, "validating", "net"))
+        if (model.table.correction is None or args.refit) and args.fit > 0:
+            model.fit_correction(space, n=args.fit, passes=args.passes,
+                                 progress=progress(not args.quiet, "fitting correction", "run"))
+        report = validate(model, space, args.samples, seed=args.seed, passes=args.passes,
+                          progress=progress(not args.quiet, "validating", "run"))
     finally:
         model.table.save()
     if args.json:
@@ -113,10 +115,8 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"  MAPE           {report['mape']:.2%}")
     print(f"  Spearman       {report['spearman']:.4f}")
     print(f"  Kendall        {report['kendall']:.4f}")
-    if report["correction"]:
-        c = report["correction"]
-        print(f"  correction     measured = {c['scale']:.4f} x sum + {c['offset_ms']:.3f} ms "
-              f"(fit on {c['n']} other networks, MAPE {c['mape']:.1%})")
+    if model.table.correction:
+        print(f"  correction     {describe(model.table.correction)}; fit networks are never validated")
     print("  worst cases:")
     for r in report["worst"]:
         print(f"    {r['error']:+.1%}  predicted {r['predicted_ms']:.2f} ms, measured {r['measured_ms']:.2f} ms  {r['arch'][:80]}")
@@ -133,6 +133,8 @@ def register(groups: Any) -> None:
     p.add_argument("--out", metavar="FILE", help="table file (default: the per-user cache, one file per profile)")
     p.add_argument("--fit", type=int, default=12, help="networks measured end to end to fit the correction (0: none)")
     p.add_argument("--refit", action="store_true", help="fit the correction again even if the table has one")
+    p.add_argument("--passes", type=int, default=1,
+                   help="sweeps over the new units; each entry keeps the median (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_build)
 
@@ -148,6 +150,9 @@ def register(groups: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     add_profile_options(p)
     p.add_argument("--fit", type=int, default=12, help="networks to fit the correction on if the table has none")
+    p.add_argument("--refit", action="store_true", help="fit the correction again even if the table has one")
+    p.add_argument("--passes", type=int, default=3,
+                   help="interleaved sweeps over the networks; each keeps its median (default 3)")
     p.add_argument("--no-measure", action="store_true", help="fail on units missing from the table instead of measuring")
     p.add_argument("--json", action="store_true")
     p.add_argument("--rows", action="store_true", help="with --json, include every network's row")

@@ -26,6 +26,16 @@ ENV_LUT_DIR = "NAS_LUT_DIR"
 FIT_SEED_OFFSET = 1_000_000  # fit networks come from a seed stream that validation never uses
 
 
+UNIT_MEASURE = {"warmup": 3, "min_runs": 10, "min_time_s": 0.02, "max_rounds": 3, "target_rel_spread": 0.05}
+
+
+def _combine(entries: Sequence[Entry]) -> Entry:
+    """One entry from several passes: the median of their medians, all runs counted."""
+    return Entry(ms=float(np.median([e.ms for e in entries])),
+                 spread_ms=float(np.median([e.spread_ms for e in entries])),
+                 runs=sum(e.runs for e in entries), rounds=sum(e.rounds for e in entries))
+
+
 class MissingEntryError(NasError):
     """A unit has no entry and measuring is disabled."""
 
@@ -54,10 +64,13 @@ class LatencyModel:
     """Predicts latency from a table; measures (and records) missing units unless told not to."""
 
     def __init__(self, table: LatencyTable, *, measure_missing: bool = True,
-                 measure_options: Mapping[str, Any] | None = None) -> None:
+                 measure_options: Mapping[str, Any] | None = None,
+                 network_options: Mapping[str, Any] | None = None) -> None:
         self.table = table
         self.measure_missing = measure_missing
-        self.measure_options = dict(measure_options or {})
+        # Units are many and small: fewer, shorter rounds keep a table of thousands in minutes.
+        self.measure_options = dict(UNIT_MEASURE if measure_options is None else measure_options)
+        self.network_options = dict(network_options or {})
 
     @property
     def profile(self) -> DeviceProfile:
@@ -90,14 +103,24 @@ class LatencyModel:
                 out.append(u)
         return out
 
-    def fill(self, space: SearchSpace, units: Sequence[Unit], progress: Callable[[Iterable], Iterable] | None = None) -> int:
-        """Measure every unit of `units` the table lacks, journaled so a killed run loses one entry at most."""
+    def fill(self, space: SearchSpace, units: Sequence[Unit], progress: Callable[[Iterable], Iterable] | None = None,
+             passes: int = 1) -> int:
+        """Measure every unit of `units` the table lacks, journaled so a killed run loses one entry at most.
+
+        With `passes` > 1 the new units are measured again in later sweeps and each entry keeps the
+        median of its passes: on a shared machine whose speed drifts over minutes, spreading an
+        entry's timings over the whole build keeps slow spells from landing on a few entries.
+        """
         todo = self.missing(space, units)
         if not todo:
             return 0
+        medians: dict[str, list[Entry]] = {}
         with self.table.open_journal():
-            for unit in progress(todo) if progress else todo:
-                self.measure_unit(unit, space)
+            for sweep in range(max(1, passes)):
+                for unit in progress(todo) if progress else todo:
+                    medians.setdefault(unit.text, []).append(self.measure_unit(unit, space))
+                    if sweep:
+                        self.table.add(unit.text, _combine(medians[unit.text]))
         return len(todo)
 
     def sum_ms(self, space: SearchSpace, arch: Mapping[str, Any] | None = None) -> float:
@@ -106,30 +129,48 @@ class LatencyModel:
 
     def predict_ms(self, space: SearchSpace, arch: Mapping[str, Any] | None = None) -> float:
         """Sum of entries, corrected by the table's fitted correction when it has one."""
-        total = self.sum_ms(space, arch)
+        units = plan(space, arch or {}).units
+        total = sum(self.unit_ms(u, space) for u in units)
         c = self.table.correction
-        return c.scale * total + c.offset_ms if c is not None else total
+        if c is None:
+            return total
+        return c.scale * total + c.per_unit_ms * len(units) + c.offset_ms
 
     def measure_network(self, space: SearchSpace, arch: Mapping[str, Any] | None = None) -> Measurement:
         """End-to-end latency of the built network with the same harness and profile."""
         net = plan(space, arch or {})
         model = build(space, arch)
-        return measure_module(model, net.input_shape, self.profile, **self.measure_options)
+        return measure_module(model, net.input_shape, self.profile, **self.network_options)
 
-    def fit_correction(self, space: SearchSpace, n: int = 12, seed: int = 0,
+    def measure_networks(self, space: SearchSpace, archs: Sequence[Mapping[str, Any]], passes: int = 3,
+                         progress: Callable[[Iterable], Iterable] | None = None) -> list[float]:
+        """End-to-end medians of several networks, measured in `passes` interleaved sweeps.
+
+        Each network's figure is the median over sweeps taken minutes apart, so a slow spell of a
+        shared machine moves one sweep of many networks rather than every sweep of one.
+        """
+        runs: list[list[float]] = [[] for _ in archs]
+        order = [(p, i) for p in range(max(1, passes)) for i in range(len(archs))]
+        for _, i in progress(order) if progress else order:
+            runs[i].append(self.measure_network(space, archs[i]).median_ms)
+        return [float(np.median(r)) for r in runs]
+
+    def fit_correction(self, space: SearchSpace, n: int = 12, seed: int = 0, passes: int = 3,
                        progress: Callable[[Iterable], Iterable] | None = None) -> Correction:
-        """Fit measured = scale * sum + offset on `n` random networks (a seed stream validation never uses)."""
-        if n < 2:
-            raise NasError(f"fitting a correction needs at least 2 networks, got {n}")
+        """Fit measured = scale * sum + per_unit * units + offset on `n` random networks
+        (drawn from a seed stream that validation never uses) by least squares."""
+        if n < 3:
+            raise NasError(f"fitting a correction needs at least 3 networks, got {n}")
         archs = fit_archs(space, n, seed)
-        sums, measured = [], []
-        for arch in progress(archs) if progress else archs:
-            sums.append(self.sum_ms(space, arch))
-            measured.append(self.measure_network(space, arch).median_ms)
-        x, y = np.asarray(sums), np.asarray(measured)
-        scale, offset = np.polyfit(x, y, 1) if np.ptp(x) > 0 else (1.0, float(np.mean(y - x)))
-        mape = float(np.mean(np.abs(scale * x + offset - y) / y))
-        correction = Correction(scale=float(scale), offset_ms=float(offset), n=n, mape=mape)
+        sums = np.array([self.sum_ms(space, a) for a in archs])
+        counts = np.array([len(plan(space, a).units) for a in archs], dtype=float)
+        measured = np.array(self.measure_networks(space, archs, passes, progress))
+        columns = [sums, counts, np.ones_like(sums)] if np.ptp(counts) > 0 else [sums, np.ones_like(sums)]
+        coef, *_ = np.linalg.lstsq(np.stack(columns, axis=1), measured, rcond=None)
+        scale, per_unit, offset = (coef[0], coef[1], coef[2]) if len(coef) == 3 else (coef[0], 0.0, coef[1])
+        fitted = scale * sums + per_unit * counts + offset
+        correction = Correction(scale=float(scale), offset_ms=float(offset), per_unit_ms=float(per_unit), n=n,
+                                mape=float(np.mean(np.abs(fitted - measured) / measured)))
         self.table.correction = correction
         return correction
 
@@ -148,7 +189,7 @@ def fit_archs(space: SearchSpace, n: int, seed: int = 0) -> list:
     return out
 
 
-def validate(model: LatencyModel, space: SearchSpace, n: int, seed: int = 0,
+def validate(model: LatencyModel, space: SearchSpace, n: int, seed: int = 0, passes: int = 3,
              progress: Callable[[Iterable], Iterable] | None = None, worst: int = 5) -> dict[str, Any]:
     """Predict and measure `n` random networks end to end; agreement figures and the worst cases."""
     from nas.space import encode
@@ -156,12 +197,10 @@ def validate(model: LatencyModel, space: SearchSpace, n: int, seed: int = 0,
 
     rng = random.Random(seed)
     archs = [sample(space, rng) for _ in range(n)]
-    rows = []
-    for arch in progress(archs) if progress else archs:
-        predicted = model.predict_ms(space, arch)
-        measured = model.measure_network(space, arch)
-        rows.append({"arch": encode(space, arch), "predicted_ms": predicted, "measured_ms": measured.median_ms,
-                     "measured_spread_ms": measured.spread_ms, "error": predicted / measured.median_ms - 1})
+    predicted = [model.predict_ms(space, arch) for arch in archs]
+    measured = model.measure_networks(space, archs, passes, progress)
+    rows = [{"arch": encode(space, a), "predicted_ms": p, "measured_ms": m, "error": p / m - 1}
+            for a, p, m in zip(archs, predicted, measured)]
     pred = [r["predicted_ms"] for r in rows]
     meas = [r["measured_ms"] for r in rows]
     errors = np.abs([r["error"] for r in rows])
@@ -173,7 +212,8 @@ def validate(model: LatencyModel, space: SearchSpace, n: int, seed: int = 0,
         "mape": float(np.mean(errors)),
         "spearman": spearman(pred, meas),
         "kendall": kendall(pred, meas),
-        "correction": None if c is None else {"scale": c.scale, "offset_ms": c.offset_ms, "n": c.n, "mape": c.mape},
+        "passes": passes,
+        "correction": None if c is None else c.to_dict(),
         "worst": sorted(rows, key=lambda r: -abs(r["error"]))[:worst],
         "rows": rows,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 __all__ = ["Correction", "Entry", "canonical_json", "parse_fields", "strict_json"]
@@ -55,19 +55,23 @@ class Entry:
 
 @dataclass(frozen=True)
 class Correction:
-    """Fitted end-to-end correction: predicted = scale * sum of entries + offset_ms.
+    """Fitted end-to-end correction: predicted = scale * sum + per_unit_ms * units + offset_ms.
 
-    ``n`` networks were used for the fit; ``mape`` is its mean absolute percentage error (a fraction).
+    ``per_unit_ms`` is the overhead (or fusion saving, when negative) per unit that a plain
+    sum misses; ``n`` networks were used for the fit; ``mape`` is its mean absolute
+    percentage error (a fraction).
     """
 
     scale: float
     offset_ms: float
     n: int
     mape: float
+    per_unit_ms: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", _number("scale", self.scale, negative_ok=True))
         object.__setattr__(self, "offset_ms", _number("offset_ms", self.offset_ms, negative_ok=True))
+        object.__setattr__(self, "per_unit_ms", _number("per_unit_ms", self.per_unit_ms, negative_ok=True))
         _count("n", self.n, 0)
         object.__setattr__(self, "mape", _number("mape", self.mape))
 
@@ -84,7 +88,7 @@ def parse_fields(cls: type, data: Any) -> Any:
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ValueError(f"unknown field {unknown[0]!r}")
-    missing = [n for n in names if n not in data]
+    missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING]
     if missing:
         raise ValueError(f"missing field {missing[0]!r}")
     return cls(**data)
