@@ -31,11 +31,20 @@ def progress(enabled: bool, desc: str, unit: str) -> Any:
 
 
 def latency_model(args: argparse.Namespace, *, path: str | None = None, measure_missing: bool = True) -> Any:
-    from nas.latency import LatencyModel, open_table
-    from proxies.latency import current_profile
+    """The table for the profile the options describe; a table imported from a remote device
+    (`--lut FILE`) is used as it is and never measured into, since this machine is not that device."""
+    from pathlib import Path
 
+    from nas.latency import LatencyModel, open_table
+    from proxies.latency import LatencyTable, current_profile
+
+    target = path or getattr(args, "lut", None)
+    if target and Path(target).exists():
+        table = LatencyTable.load(target)
+        if table.profile.remote:
+            return LatencyModel(table, measure_missing=False)
     profile = current_profile(backend=args.backend, threads=args.threads, batch_size=args.batch_size)
-    return LatencyModel(open_table(profile, path or getattr(args, "lut", None)), measure_missing=measure_missing)
+    return LatencyModel(open_table(profile, target), measure_missing=measure_missing)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -123,6 +132,31 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- remote devices: `nas lut export-ops` / `nas lut import` (nas/remote.py) -------------------
+def _export_ops(args: argparse.Namespace) -> int:
+    from nas.remote import export_ops
+    from nas.space import load_space
+
+    space = load_space(args.space)
+    done = export_ops(space, args.out, batch_size=args.batch_size,
+                      progress=progress(not args.quiet, "exporting units", "unit"))
+    print(f"{space.name}: {done.units} unique units, {done.kept} already exported, {done.exported} exported "
+          f"in {done.seconds:.1f} s", file=sys.stderr)
+    print(f"wrote {done.manifest}: {done.rows} files ({done.bytes / 1e6:,.1f} MB) in {done.dir / 'ops'}; "
+          f"time them on the device and fill in {done.dir / 'results_template.csv'} (see {done.dir / 'README.txt'})")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from nas.remote import import_results
+
+    table = import_results(args.csv, device=args.device, backend=args.backend, threads=args.threads,
+                           batch_size=args.batch_size, out=args.out)
+    print(f"wrote {table.path}: {len(table)} entries, profile {table.profile.id}")
+    return 0
+# --- end remote devices ----------------------------------------------------------------------
+
+
 def register(groups: Any) -> None:
     lut = groups.add_parser("lut", help="on-device latency lookup tables")
     cmds = lut.add_subparsers(dest="command", required=True, metavar="{build,show,validate,export-ops,import}")
@@ -158,3 +192,25 @@ def register(groups: Any) -> None:
     p.add_argument("--rows", action="store_true", help="with --json, include every network's row")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_validate)
+
+    # --- remote devices: `nas lut export-ops` / `nas lut import` (nas/remote.py) ---------------
+    p = cmds.add_parser("export-ops", help="write each unique unit of a space as ONNX, with a manifest of keys, "
+                        "to time on another device (resumable)")
+    p.add_argument("--space", required=True, help="search space YAML")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for ops/*.onnx, manifest.csv, "
+                   "results_template.csv and README.txt")
+    p.add_argument("--batch-size", type=int, default=1, help="static batch size of the exported files (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_export_ops)
+
+    p = cmds.add_parser("import", help="turn a device's timings (results.csv: key or file, ms) into a latency table")
+    p.add_argument("csv", metavar="CSV", help="results CSV: columns key (or file, with manifest.csv beside it) "
+                   "and ms (median ms), optionally spread_ms and runs")
+    p.add_argument("--device", required=True, help="your name for the device, e.g. 'Pixel 8 CPU'")
+    p.add_argument("--backend", required=True, help="short name of the runtime that timed it, e.g. tflite, ort-mobile")
+    p.add_argument("--threads", type=int, default=1, help="threads the runtime used (default 1)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="batch size of the timed files (default: the manifest's, else 1)")
+    p.add_argument("--out", metavar="FILE", help="table file (default: <profile id>.json beside the CSV)")
+    p.set_defaults(func=_import)
+    # --- end remote devices ----------------------------------------------------------------------

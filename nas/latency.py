@@ -78,6 +78,11 @@ class LatencyModel:
 
     def measure_unit(self, unit: Unit, space: SearchSpace) -> Entry:
         """Measure one unit alone with the table's harness and record it."""
+        if self.profile.remote:
+            raise MissingEntryError(
+                f"{self.table.path or 'the table'}: no latency for unit '{unit.text}', and this table was "
+                f"imported from {self.profile.device} ({self.profile.backend}): time the missing units there "
+                f"(`nas lut export-ops`) and import them again")
         module = build_unit(unit.key, space.norm)
         m = measure_module(module, unit.key.input_shape, self.profile, **self.measure_options)
         entry = Entry(ms=m.median_ms, spread_ms=m.spread_ms, runs=m.runs, rounds=m.rounds)

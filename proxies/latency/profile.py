@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import platform
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -27,12 +28,20 @@ DTYPES: tuple[str, ...] = ("float32",)
 LAYOUTS: tuple[str, ...] = ("nchw", "nhwc")
 
 _DTYPE_SHORT = {"float32": "fp32"}
+# A remote device's runtime (tables imported from another machine's own benchmark tool): a short
+# name that is safe in a profile id and a file name, and is not one of the local backends.
+_REMOTE_BACKEND = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
 _ORT_INSTALL = "pip install onnxruntime onnx onnxscript"
 
 
-def _settings_problem(backend: Any, threads: Any, batch_size: Any, dtype: Any, layout: Any) -> str | None:
+def _settings_problem(backend: Any, threads: Any, batch_size: Any, dtype: Any, layout: Any,
+                      remote: bool = False) -> str | None:
     """The first invalid setting as a one-line message, or None when all are valid."""
-    if backend not in BACKENDS:
+    if remote:
+        if not isinstance(backend, str) or not _REMOTE_BACKEND.fullmatch(backend) or backend in BACKENDS:
+            return (f"a remote device's backend must be a short name (letters, digits, '.', '_', '+', '-'; "
+                    f"at most 32) other than {', '.join(BACKENDS)}, got {backend!r}")
+    elif backend not in BACKENDS:
         return f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"
     for name, value in (("threads", threads), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -53,6 +62,11 @@ class DeviceProfile:
 
     ``device`` is the CPU model name (or the GPU name for ``cuda``);
     ``onnxruntime_version`` is None unless ``backend == "onnxruntime"``.
+
+    A *remote* profile (``torch_version`` None) describes a device that timed the
+    units with its own tool (``nas lut import``): ``device`` is the user's name
+    for it and ``backend`` any short name of its runtime other than the local
+    ones.  Such a profile never equals a local one, so it cannot be measured here.
     """
 
     backend: str
@@ -61,13 +75,14 @@ class DeviceProfile:
     batch_size: int
     dtype: str = "float32"
     layout: str = "nchw"
-    torch_version: str
+    torch_version: str | None
     onnxruntime_version: str | None = None
 
     def __post_init__(self) -> None:
-        problem = _settings_problem(self.backend, self.threads, self.batch_size, self.dtype, self.layout)
+        problem = _settings_problem(self.backend, self.threads, self.batch_size, self.dtype, self.layout,
+                                    remote=self.remote)
         if problem is None:
-            for name in ("device", "torch_version"):
+            for name in ("device",) if self.remote else ("device", "torch_version"):
                 value = getattr(self, name)
                 if not isinstance(value, str) or not value:
                     problem = f"{name} must be a non-empty string, got {value!r}"
@@ -80,6 +95,11 @@ class DeviceProfile:
                 problem = f"onnxruntime_version must be None for backend {self.backend!r}, got {ort!r}"
         if problem is not None:
             raise ValueError(problem)
+
+    @property
+    def remote(self) -> bool:
+        """True for a device timed elsewhere with its own tool (no torch_version)."""
+        return self.torch_version is None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every field, in declaration order."""
