@@ -138,7 +138,7 @@ def _export_ops(args: argparse.Namespace) -> int:
     from nas.space import load_space
 
     space = load_space(args.space)
-    done = export_ops(space, args.out, batch_size=args.batch_size,
+    done = export_ops(space, args.out, batch_size=args.batch_size, samples=args.samples, seed=args.seed,
                       progress=progress(not args.quiet, "exporting units", "unit"))
     print(f"{space.name}: {done.units} unique units, {done.kept} already exported, {done.exported} exported "
           f"in {done.seconds:.1f} s", file=sys.stderr)
@@ -200,6 +200,9 @@ def register(groups: Any) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for ops/*.onnx, manifest.csv, "
                    "results_template.csv and README.txt")
     p.add_argument("--batch-size", type=int, default=1, help="static batch size of the exported files (default 1)")
+    p.add_argument("--samples", type=int, help="only the units of this many random networks (a whole large "
+                   "space can be tens of GB); run again with more to extend")
+    p.add_argument("--seed", type=int, default=0, help="seed for --samples (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_export_ops)
 

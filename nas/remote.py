@@ -27,7 +27,7 @@ import torch
 
 from nas.builder import build_unit
 from nas.errors import NasError
-from nas.space import SearchSpace, Unit, unique_units
+from nas.space import SearchSpace, Unit, plan, sample, unique_units
 from proxies.latency import BACKENDS, DeviceProfile, Entry, LatencyError, LatencyTable, export_onnx
 
 __all__ = ["MANIFEST", "MANIFEST_COLUMNS", "OpsExport", "RemoteError", "TEMPLATE", "export_ops", "import_results",
@@ -232,8 +232,23 @@ def _export_unit(unit: Unit, space: SearchSpace, target: Path, batch_size: int) 
             os.unlink(tmp)
 
 
+def sampled_units(space: SearchSpace, samples: int, seed: int = 0) -> dict[str, Unit]:
+    """The units of `samples` random networks only: a whole large space can be tens of GB of ONNX."""
+    import random
+
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise RemoteError(f"samples must be a positive integer, got {samples!r}")
+    rng = random.Random(seed)
+    found: dict[str, Unit] = {}
+    for _ in range(samples):
+        for unit in plan(space, sample(space, rng)).units:
+            found.setdefault(unit.text, unit)
+    return found
+
+
 def export_ops(space: SearchSpace, out_dir: str | os.PathLike[str], batch_size: int = 1,
-               progress: Callable[[Iterable], Iterable] | None = None) -> OpsExport:
+               progress: Callable[[Iterable], Iterable] | None = None,
+               samples: int | None = None, seed: int = 0) -> OpsExport:
     """Write every unique unit of `space` as `out_dir/ops/uNNNNN.onnx`, with `manifest.csv`, a results
     template and a README; return what was done.
 
@@ -262,7 +277,7 @@ def export_ops(space: SearchSpace, out_dir: str | os.PathLike[str], batch_size: 
         raise RemoteError(f"{manifest}: exported with batch size {next(iter(rows.values())).batch_size}, "
                           f"not {batch_size}; export to another folder")
     by_key = {r.key: r for r in rows.values()}
-    units = unique_units(space)
+    units = unique_units(space) if samples is None else sampled_units(space, samples, seed)
     kept = 0
     todo: list[tuple[Unit, _Row]] = []
     number = max((int(_FILE_NAME.fullmatch(Path(f).name).group(1)) for f in rows), default=0)

@@ -334,3 +334,17 @@ def test_remote_profiles_round_trip_and_stay_apart_from_local_ones():
         dataclasses.replace(p, torch_version="2.13.0")
     with pytest.raises(ValueError, match="^a remote device's backend must be a short name"):
         dataclasses.replace(local, torch_version=None)
+
+
+def test_export_only_the_units_of_sampled_networks(exported, tmp_path: Path):
+    import random
+
+    space = exported[0]
+    result = export_ops(space, tmp_path / "some", samples=2, seed=5)
+    rng = random.Random(5)
+    wanted = {u.text for _ in range(2) for u in plan(space, sample(space, rng)).units}
+    rows = read_rows(tmp_path / "some" / "manifest.csv")
+    assert {r["key"] for r in rows} == wanted
+    assert result.units == len(rows) < len(unique_units(space))
+    with pytest.raises(RemoteError, match="^samples must be a positive integer, got 0$"):
+        export_ops(space, tmp_path / "none", samples=0)
