@@ -69,6 +69,9 @@ def main() -> int:
     report = validate(model, space, args.samples, passes=args.passes, progress=bar("validating"))
     print(f"validation on {report['n']} networks: within +-10% {report['within_10pct']:.1%}, "
           f"MAPE {report['mape']:.2%}, Spearman {report['spearman']:.4f}, Kendall {report['kendall']:.4f}")
+    if report["measurement_cv"] is not None:
+        print(f"noise floor: one network's end-to-end median moved {report['measurement_cv']:.1%} (median CV) "
+              f"between its {report['passes']} passes")
 
     warm = LatencyModel(model.table, measure_missing=False)
     archs = [sample(space, 50_000 + i) for i in range(args.predictions)]

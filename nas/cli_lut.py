@@ -124,6 +124,9 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"  MAPE           {report['mape']:.2%}")
     print(f"  Spearman       {report['spearman']:.4f}")
     print(f"  Kendall        {report['kendall']:.4f}")
+    if report["measurement_cv"] is not None:
+        print(f"  noise floor    a network's end-to-end figure moved {report['measurement_cv']:.1%} (median CV) "
+              f"between its {report['passes']} passes")
     if model.table.correction:
         print(f"  correction     {describe(model.table.correction)}; fit networks are never validated")
     print("  worst cases:")

@@ -71,6 +71,7 @@ class LatencyModel:
         # Units are many and small: fewer, shorter rounds keep a table of thousands in minutes.
         self.measure_options = dict(UNIT_MEASURE if measure_options is None else measure_options)
         self.network_options = dict(network_options or {})
+        self.last_pass_spread: list[float] = []
 
     @property
     def profile(self) -> DeviceProfile:
@@ -158,26 +159,64 @@ class LatencyModel:
         order = [(p, i) for p in range(max(1, passes)) for i in range(len(archs))]
         for _, i in progress(order) if progress else order:
             runs[i].append(self.measure_network(space, archs[i]).median_ms)
+        self.last_pass_spread = [float(np.std(r) / np.mean(r)) for r in runs]
         return [float(np.median(r)) for r in runs]
 
     def fit_correction(self, space: SearchSpace, n: int = 12, seed: int = 0, passes: int = 3,
                        progress: Callable[[Iterable], Iterable] | None = None) -> Correction:
-        """Fit measured = scale * sum + per_unit * units + offset on `n` random networks
-        (drawn from a seed stream that validation never uses) by least squares."""
-        if n < 3:
-            raise NasError(f"fitting a correction needs at least 3 networks, got {n}")
+        """Fit a correction on `n` random networks (a seed stream validation never uses).
+
+        Four nested models are tried: the plain sum, sum + offset, scale * sum + offset, and
+        scale * sum + per_unit * units + offset. The one with the lowest leave-one-out error is
+        kept, so on a noisy machine a few networks cannot talk the fit into nonsense.
+        """
+        if n < 4:
+            raise NasError(f"fitting a correction needs at least 4 networks, got {n}")
         archs = fit_archs(space, n, seed)
         sums = np.array([self.sum_ms(space, a) for a in archs])
         counts = np.array([len(plan(space, a).units) for a in archs], dtype=float)
         measured = np.array(self.measure_networks(space, archs, passes, progress))
-        columns = [sums, counts, np.ones_like(sums)] if np.ptp(counts) > 0 else [sums, np.ones_like(sums)]
-        coef, *_ = np.linalg.lstsq(np.stack(columns, axis=1), measured, rcond=None)
-        scale, per_unit, offset = (coef[0], coef[1], coef[2]) if len(coef) == 3 else (coef[0], 0.0, coef[1])
+        scale, per_unit, offset = choose_correction(sums, counts, measured)
         fitted = scale * sums + per_unit * counts + offset
         correction = Correction(scale=float(scale), offset_ms=float(offset), per_unit_ms=float(per_unit), n=n,
                                 mape=float(np.mean(np.abs(fitted - measured) / measured)))
         self.table.correction = correction
         return correction
+
+
+def _design(model: str, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    ones = np.ones_like(sums)
+    return {"offset": np.stack([ones], 1), "affine": np.stack([sums, ones], 1),
+            "full": np.stack([sums, counts, ones], 1)}[model]
+
+
+def _coefficients(model: str, sums: np.ndarray, counts: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(scale, per_unit, offset) of one model fitted by least squares."""
+    if model == "sum":
+        return 1.0, 0.0, 0.0
+    target = y - sums if model == "offset" else y
+    coef, *_ = np.linalg.lstsq(_design(model, sums, counts), target, rcond=None)
+    if model == "offset":
+        return 1.0, 0.0, float(coef[0])
+    if model == "affine":
+        return float(coef[0]), 0.0, float(coef[1])
+    return float(coef[0]), float(coef[1]), float(coef[2])
+
+
+def choose_correction(sums: np.ndarray, counts: np.ndarray, measured: np.ndarray) -> tuple[float, float, float]:
+    """Coefficients of the model with the lowest leave-one-out mean absolute percentage error."""
+    models = ["sum", "offset", "affine"] + (["full"] if np.ptp(counts) > 0 else [])
+    best, best_err = "sum", float("inf")
+    for model in models:
+        errors = []
+        for i in range(len(sums)):
+            keep = np.arange(len(sums)) != i
+            a, b, c = _coefficients(model, sums[keep], counts[keep], measured[keep])
+            errors.append(abs(a * sums[i] + b * counts[i] + c - measured[i]) / measured[i])
+        err = float(np.mean(errors))
+        if err < best_err - 1e-12:
+            best, best_err = model, err
+    return _coefficients(best, sums, counts, measured)
 
 
 def fit_archs(space: SearchSpace, n: int, seed: int = 0) -> list:
@@ -218,6 +257,9 @@ def validate(model: LatencyModel, space: SearchSpace, n: int, seed: int = 0, pas
         "spearman": spearman(pred, meas),
         "kendall": kendall(pred, meas),
         "passes": passes,
+        # How much one network's end-to-end figure moved between passes: the noise floor of the
+        # measurement itself, which no table can beat.
+        "measurement_cv": float(np.median(model.last_pass_spread)) if passes > 1 else None,
         "correction": None if c is None else c.to_dict(),
         "worst": sorted(rows, key=lambda r: -abs(r["error"]))[:worst],
         "rows": rows,

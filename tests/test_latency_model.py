@@ -8,7 +8,8 @@ import os
 import pytest
 
 import nas.latency as latency
-from nas.latency import LatencyModel, MissingEntryError, default_table_path, fit_archs, open_table, validate
+from nas.latency import (LatencyModel, MissingEntryError, choose_correction, default_table_path, fit_archs,
+                         open_table, validate)
 from nas.space import load_space, plan, sample, unique_units
 from proxies.latency import Measurement, current_profile
 
@@ -143,3 +144,24 @@ def test_fit_networks_are_distinct_and_seeded(space) -> None:
     assert len(set(fitted)) == 10
     assert fitted == fit_archs(space, 10, seed=0)  # deterministic
     assert fitted != fit_archs(space, 10, seed=1)
+
+
+def test_choose_correction_prefers_the_simplest_model_that_predicts() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    sums = rng.uniform(10, 30, 12)
+    counts = rng.integers(15, 30, 12).astype(float)
+    # The truth is the plain sum; 10% noise must not buy a wild three-term fit.
+    noisy = sums * rng.normal(1, 0.1, 12)
+    scale, per_unit, offset = choose_correction(sums, counts, noisy)
+    assert per_unit == 0.0 and 0.7 < scale <= 1.3
+    # An exact affine truth is recovered exactly.
+    exact = 0.9 * sums + 2.0
+    assert choose_correction(sums, counts, exact) == pytest.approx((0.9, 0.0, 2.0))
+
+
+def test_validate_reports_the_noise_floor(scripted, space, model) -> None:
+    report = validate(model, space, n=5, seed=0, passes=2)
+    assert report["measurement_cv"] == 0.0  # the scripted measurer never varies
+    assert validate(model, space, n=5, seed=0, passes=1)["measurement_cv"] is None
