@@ -150,7 +150,7 @@ def export_onnx(module: torch.nn.Module, input_shape: Sequence[int], path: str |
 
 
 def _torch_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile) -> Runner:
-    model = _eval_copy(module)
+    model = module  # prepare() already made the eval copy (or was told the module is its own)
     if profile.backend == "cuda":
         model, x = model.cuda(), x.cuda()
     if profile.layout == "nhwc":
@@ -165,7 +165,7 @@ def _torch_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfi
 
 
 def _torchscript_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile) -> Runner:
-    model = _eval_copy(module)
+    model = module
     if profile.layout == "nhwc":
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     with warnings.catch_warnings():
@@ -216,19 +216,23 @@ _BUILDERS = {"torch": _torch_runner, "cuda": _torch_runner, "torchscript": _torc
              "onnxruntime": _onnxruntime_runner}
 
 
-def prepare(module: torch.nn.Module, input_shape: Sequence[int], profile: DeviceProfile) -> Runner:
+def prepare(module: torch.nn.Module, input_shape: Sequence[int], profile: DeviceProfile, *,
+            copy: bool = True) -> Runner:
     """A Runner for `module` on `profile` with a seeded random input of shape (batch, C, H, W).
 
     Works on a deep copy (the caller's module keeps its device, layout and mode)
-    and runs once, so a module that cannot run on this input fails here with a
-    LatencyError naming the backend, not in the middle of a timing loop.
+    unless `copy=False`, for a module made only to be timed (copying thousands of
+    table units is a sizeable share of a table build). Runs once, so a module
+    that cannot run on this input fails here with a LatencyError naming the
+    backend, not in the middle of a timing loop.
     """
     x = _example_input(input_shape, profile.batch_size)
     builder = _BUILDERS.get(profile.backend)
     if builder is None:
         raise LatencyError(f"unknown backend {profile.backend!r}")
     try:
-        runner = builder(module, x, profile)
+        target = _eval_copy(module) if copy and builder is not _onnxruntime_runner else module.eval()
+        runner = builder(target, x, profile)
         runner.run()
     except LatencyError:
         raise
@@ -289,7 +293,7 @@ def pinned_cpus(cpus: Iterable[int] | None) -> Iterator[None]:
 
 
 def measure_module(module: torch.nn.Module, input_shape: Sequence[int], profile: DeviceProfile, *,
-                   cpus: Iterable[int] | None = None, **measure_kwargs: Any) -> Measurement:
+                   cpus: Iterable[int] | None = None, copy: bool = True, **measure_kwargs: Any) -> Measurement:
     """Latency of one inference of `module` on `profile`: prepare, pin threads (and cpus), measure.
 
     The profile must describe this machine (same device and versions for its
@@ -304,6 +308,6 @@ def measure_module(module: torch.nn.Module, input_shape: Sequence[int], profile:
     if cpu_list is not None and profile.threads > len(cpu_list):
         raise LatencyError(f"threads {profile.threads} exceeds the {len(cpu_list)} pinned cpu(s) {cpu_list}")
     with pinned_threads(profile.threads):
-        runner = prepare(module, input_shape, profile)
+        runner = prepare(module, input_shape, profile, copy=copy)
         with pinned_cpus(cpu_list):
             return measure(runner.run, sync=runner.sync, **measure_kwargs)
