@@ -5,7 +5,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Iterable
+from typing import Any
 
 from nas.errors import NasError
 

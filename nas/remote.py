@@ -16,7 +16,6 @@ import io
 import math
 import os
 import re
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import torch
 from nas.builder import build_unit
 from nas.errors import NasError
 from nas.space import SearchSpace, Unit, plan, sample, unique_units
+from proxies.atomic import write_bytes_atomic
 from proxies.latency import BACKENDS, DeviceProfile, Entry, LatencyError, LatencyTable, export_onnx
 
 __all__ = ["MANIFEST", "MANIFEST_COLUMNS", "OpsExport", "RemoteError", "TEMPLATE", "export_ops", "import_results",
@@ -75,18 +75,7 @@ class _Row:
 
 def _write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` through a temp file beside it and a rename: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def _csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -213,18 +202,7 @@ def _export_unit(unit: Unit, space: SearchSpace, target: Path, batch_size: int) 
             entry.key, entry.value = k, v
         model.doc_string = f"nas unit: {unit.text}"
         data = model.SerializeToString()
-        fd, part = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(part, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(part)
-            raise
+        write_bytes_atomic(target, data)
     except LatencyError as exc:
         raise RemoteError(f"cannot export unit '{unit.text}': {exc}") from exc
     finally:

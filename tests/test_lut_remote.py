@@ -19,8 +19,6 @@ from nas.latency import LatencyModel, MissingEntryError
 from nas.remote import RemoteError, export_ops, import_results, remote_profile
 from nas.space import load_space, plan, sample, unique_units, write_fixed
 from proxies.latency import DeviceProfile, LatencyTable
-from nas.latency import MissingEntryError
-from nas.space import write_fixed
 
 TINY = """
 name: tiny

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from nas.errors import SpaceError
+from proxies.atomic import write_bytes_atomic
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -54,11 +55,5 @@ def write_yaml_atomic(path: str | os.PathLike, data: Any, header: str = "") -> N
     """Write YAML to a temporary file beside `path`, then rename it over: never half-written."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     text = header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_bytes_atomic(target, text.encode("utf-8"))

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from proxies.atomic import write_bytes_atomic
 from proxies.latency.errors import LatencyError, ProfileMismatchError
 from proxies.latency.harness import Measurement, measure
 from proxies.latency.profile import DeviceProfile, current_profile
@@ -134,19 +135,7 @@ def export_onnx(module: torch.nn.Module, input_shape: Sequence[int], path: str |
     """
     target = Path(path)
     data = _onnx_bytes(module, _example_input(input_shape, batch_size), dynamo=dynamo)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return target
+    return write_bytes_atomic(target, data)
 
 
 def _torch_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile) -> Runner:

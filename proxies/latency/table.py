@@ -13,10 +13,10 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from proxies.atomic import write_bytes_atomic
 from proxies.latency.errors import LatencyError, ProfileMismatchError, TableError
 from proxies.latency.profile import DeviceProfile
 from proxies.latency.records import Correction, Entry, canonical_json, parse_fields, strict_json
@@ -232,18 +232,7 @@ class LatencyTable:
             raise LatencyError(f"cannot save to {target} while the journal of {self.path} is open")
         text = json.dumps(self.to_document(), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, _file_mode(target))
-            with os.fdopen(fd, "wb") as f:
-                f.write(text.encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_bytes_atomic(target, text.encode("utf-8"), _file_mode(target))
         _fsync_dir(target.parent)
         self.path = target
         if self._journal_fd is not None:  # everything journaled so far is in the file now
