@@ -29,8 +29,7 @@ def _space_show(args: argparse.Namespace) -> int:
     space = load_space(args.file)
     backbone = None
     if space.backbone:
-        from nas.space import load_space as load
-        arch = project(space, load(space.backbone))
+        arch = project(space, load_space(space.backbone))
         backbone = {"file": space.backbone, **_cost_summary(space, arch)}
     info = {
         "name": space.name,

@@ -39,10 +39,13 @@ def latency_model(args: argparse.Namespace, *, path: str | None = None, measure_
     from proxies.latency import LatencyTable, current_profile
 
     target = path or getattr(args, "lut", None)
-    if target and Path(target).exists():
+    if target and Path(target).exists():  # load once: a large table's checksum is not free
         table = LatencyTable.load(target)
         if table.profile.remote:
             return LatencyModel(table, measure_missing=False)
+        table.require_profile(current_profile(backend=args.backend, threads=args.threads,
+                                              batch_size=args.batch_size))
+        return LatencyModel(table, measure_missing=measure_missing)
     profile = current_profile(backend=args.backend, threads=args.threads, batch_size=args.batch_size)
     return LatencyModel(open_table(profile, target), measure_missing=measure_missing)
 

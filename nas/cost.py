@@ -67,10 +67,10 @@ class CostModel:
         )
 
     def macs_params(self, space: SearchSpace, arch: Mapping[str, Any]) -> tuple[int, int]:
-        """The search's fast path: (MACs, params) from cached entries only, misses filled once."""
+        """The search's fast path: (MACs, params) from cached entries, misses counted once."""
         macs = params = 0
         for unit in plan(space, arch).units:
-            counts = self._cache.get(unit.text) or self.unit_counts(unit, space)
+            counts = self.unit_counts(unit, space)
             macs += counts.macs
             params += counts.params
         return macs, params

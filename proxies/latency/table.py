@@ -278,12 +278,17 @@ class LatencyTable:
                 raise TableError(f"{journal}: damaged latency journal: it belongs to profile "
                                  f"{journal_profile.id}, the table to {profile.id}")
             entries.update(journaled)
-        if expect is not None and expect != profile:
-            diffs = profile.differences(expect)
-            raise ProfileMismatchError(f"{path}: table profile differs in {', '.join(diffs)}", diffs)
         table = cls(profile, entries, correction, path)
         table.journal_skipped = skipped
+        if expect is not None:
+            table.require_profile(expect)
         return table
+
+    def require_profile(self, expect: DeviceProfile) -> None:
+        """ProfileMismatchError naming the differing fields unless this table was measured on `expect`."""
+        if expect != self.profile:
+            diffs = self.profile.differences(expect)
+            raise ProfileMismatchError(f"{self.path}: table profile differs in {', '.join(diffs)}", diffs)
 
     def _write_journal_header(self, fd: int) -> None:
         header = {"format": JOURNAL_FORMAT, "version": VERSION, "profile": self.profile.to_dict()}
