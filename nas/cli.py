@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from nas import __version__, cli_lut
+from nas import __version__, cli_lut, cli_search
 from nas.errors import NasError
 
 
@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware neural architecture search for mobile networks.")
     parser.add_argument("--version", action="version", version=f"nas {__version__}")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{space,arch,lut}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{search,report,export,space,arch,lut}")
 
     space = groups.add_parser("space", help="validate and inspect search spaces")
     space_cmds = space.add_subparsers(dest="command", required=True, metavar="{check,show}")
@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_arch_sample)
 
     cli_lut.register(groups)
+    cli_search.register(groups)
     return parser
 
 

@@ -1,0 +1,159 @@
+"""The Python API: what the command line does, as functions for notebooks and scripts.
+
+    from nas import api
+    space = api.load_space("search_spaces/sandglass.yaml")
+    result = api.search(space, "20ms", n_trials=300)
+    result.pareto            # pandas DataFrame, sorted by predicted latency
+    api.export(space, result.best_arch, "py", "model.py")
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import optuna
+import pandas as pd
+
+from nas.errors import NasError
+from nas.latency import LatencyModel, open_table
+from nas.report import RunInfo, write_report
+from nas.search.results import pareto_frame, trials_frame
+from nas.search.run import Progress, Search, SearchOutcome, SearchSettings
+from nas.search.storage import open_storage
+from nas.search.target import parse_latency
+from nas.space import SearchSpace, load_space
+
+__all__ = ["SearchResult", "SearchSettings", "export", "latency_model", "load_space", "pareto", "prepare_search",
+           "report", "run_search", "search", "trials"]
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the report say what matters
+
+
+@dataclass
+class SearchResult:
+    """A finished (or interrupted) search: the study, the run folder and what the report found."""
+
+    outcome: SearchOutcome
+    space: SearchSpace
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.outcome.summary
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        return trials_frame(self.outcome.study, self.space)
+
+    @property
+    def pareto(self) -> pd.DataFrame:
+        return pareto_frame(self.trials)
+
+    @property
+    def best_arch(self) -> dict[str, Any] | None:
+        best = self.summary.get("best")
+        if best is None:
+            return None
+        trial = self.outcome.study.get_trials(deepcopy=False)[best["number"]]
+        return dict(trial.params)
+
+
+def latency_model(backend: str = "torch", threads: int | None = None, batch_size: int = 1,
+                  lut: str | os.PathLike | None = None, measure_missing: bool = True) -> LatencyModel:
+    """The latency table of this machine's profile (the per-user cache unless `lut` names a file)."""
+    from proxies.latency import LatencyTable, current_profile
+
+    if lut is not None and Path(lut).exists():
+        table = LatencyTable.load(lut)
+        if table.profile.remote:
+            return LatencyModel(table, measure_missing=False)
+    profile = current_profile(backend=backend, threads=threads or os.cpu_count() or 1, batch_size=batch_size)
+    if lut is not None and Path(lut).exists():
+        table.require_profile(profile)
+        return LatencyModel(table, measure_missing=measure_missing)
+    return LatencyModel(open_table(profile, lut), measure_missing=measure_missing)
+
+
+def _space(space: SearchSpace | str | os.PathLike) -> SearchSpace:
+    return space if isinstance(space, SearchSpace) else load_space(str(space))
+
+
+def prepare_search(space: SearchSpace | str | os.PathLike, settings: SearchSettings,
+                   latency: LatencyModel | None = None) -> Search:
+    """Check everything (settings, target reachable, storage, an existing study's origin), then open the study."""
+    search = Search(_space(space), settings, latency or latency_model())
+    search.checked_target()
+    search.open()
+    return search
+
+
+def run_search(search: Search, *, progress: Progress | None = None, measure: bool = True,
+               table_path: str | None = None) -> SearchResult:
+    """Run the loop, then write the run folder (also after Ctrl-C, with the trials completed so far)."""
+    profile = search.latency.profile
+    info = RunInfo(space=str(search.space.file), storage=search.storage_url, study_name=search.study_name,
+                   target_ms=search.spec.target_ms, objective=search.spec.objective, mode=search.spec.mode,
+                   sampler=search.settings.sampler, seed=search.settings.seed, backend=profile.backend,
+                   threads=profile.threads, batch_size=profile.batch_size,
+                   table=table_path or (str(search.latency.table.path) if search.latency.table.path else None))
+    search.run_dir.mkdir(parents=True, exist_ok=True)
+    info.save(search.run_dir)
+    outcome = search.run(progress)
+    outcome.summary = write_report(search.run_dir, outcome.study, search.space, info, latency=search.latency,
+                                   measure=measure, extra={"fastest_found": outcome.fastest,
+                                                           "search_seconds": round(outcome.elapsed_s, 3),
+                                                           "interrupted": outcome.interrupted})
+    return SearchResult(outcome, search.space)
+
+
+def search(space: SearchSpace | str | os.PathLike, target_latency: str | float, *, progress: Progress | None = None,
+           measure: bool = True, latency: LatencyModel | None = None, **settings: Any) -> SearchResult:
+    """One call: `search(space, "20ms", n_trials=300, sampler="nsga2")`; keywords are `SearchSettings` fields."""
+    search_ = prepare_search(space, SearchSettings(target_ms=parse_latency(target_latency), **settings), latency)
+    return run_search(search_, progress=progress, measure=measure)
+
+
+def _load_run(run_dir: str | os.PathLike) -> tuple[RunInfo, SearchSpace, optuna.Study]:
+    info = RunInfo.load(run_dir)
+    space = load_space(info.space)
+    storage = open_storage(info.storage)
+    try:
+        study = optuna.load_study(study_name=info.study_name, storage=storage)
+    except KeyError:
+        raise NasError(f"{run_dir}: study {info.study_name!r} is not in {info.storage}") from None
+    return info, space, study
+
+
+def trials(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every trial of a run folder's study (one row each)."""
+    _, space, study = _load_run(run_dir)
+    return trials_frame(study, space)
+
+
+def pareto(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """The feasible Pareto front of a run folder's study, sorted by predicted latency."""
+    return pareto_frame(trials(run_dir))
+
+
+def report(run_dir: str | os.PathLike, *, measure: bool = True) -> dict[str, Any]:
+    """Rebuild a run folder's files from its study (`nas report`)."""
+    info, space, study = _load_run(run_dir)
+    from proxies.latency import LatencyError
+
+    try:  # the winner is measured on this machine, so its profile must match the run's
+        latency = latency_model(info.backend, info.threads, info.batch_size, info.table, measure_missing=False)
+    except LatencyError:
+        if measure:
+            raise
+        latency = None
+    summary = write_report(run_dir, study, space, info, latency=latency, measure=measure)
+    return {"summary": summary, "study": study}
+
+
+def export(space: SearchSpace | str | os.PathLike, arch: Mapping[str, Any] | None, fmt: str,
+           path: str | os.PathLike, **options: Any) -> Path:
+    """Write `arch` of `space` as a standalone .py, TorchScript or ONNX file (see `nas.export`)."""
+    from nas.export import export as export_
+
+    return export_(_space(space), arch, fmt, path, **options)

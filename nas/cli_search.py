@@ -1,0 +1,162 @@
+"""`nas search` and `nas report`: argument parsing, progress display and wiring to `nas.api`."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from nas import cli_lut
+from nas.search.objectives import OBJECTIVES
+from nas.search.samplers import SAMPLERS
+
+
+class BarProgress:
+    """tqdm bar: trials done, feasible count, best objective so far, table entries measured."""
+
+    def __init__(self, objective: str, table: Any) -> None:
+        self.objective, self.table, self.bar = objective, table, None
+        self._entries = len(table)
+
+    def start(self, total: int | None, stats: Any) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc="search", unit="trial", dynamic_ncols=True, file=sys.stderr)
+
+    def _postfix(self, stats: Any) -> dict[str, str]:
+        out = {"feasible": str(stats.feasible), "best": _fmt_objective(self.objective, stats.best)}
+        measured = len(self.table) - self._entries
+        if measured:
+            out["measured units"] = str(measured)
+        return out
+
+    def update(self, stats: Any) -> None:
+        self.bar.update(1)
+        if stats.new % 10 == 1 or self.bar.total == stats.new:  # postfix redraws cost more than the trial
+            self.bar.set_postfix(self._postfix(stats), refresh=False)
+
+    def close(self, stats: Any) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(self._postfix(stats), refresh=False)
+            self.bar.close()
+
+
+class LogProgress:
+    """--quiet: a log line every 10 seconds instead of a bar."""
+
+    def __init__(self, objective: str) -> None:
+        self.objective, self.last = objective, 0.0
+
+    def start(self, total: int | None, stats: Any) -> None:
+        self.total, self.last = total, time.monotonic()
+
+    def update(self, stats: Any) -> None:
+        if time.monotonic() - self.last >= 10:
+            self.last = time.monotonic()
+            self._line(stats)
+
+    def _line(self, stats: Any) -> None:
+        of = f"/{self.total}" if self.total else ""
+        print(f"search: {stats.new}{of} trials, {stats.feasible} feasible in the study, "
+              f"best {_fmt_objective(self.objective, stats.best)}", file=sys.stderr)
+
+    def close(self, stats: Any) -> None:
+        self._line(stats)
+
+
+def _fmt_objective(objective: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if objective == "macs":
+        return f"{value / 1e6:.1f}M MACs"
+    if objective == "params":
+        return f"{value / 1e6:.2f}M params"
+    return f"{value:.4g}"
+
+
+def _search(args: argparse.Namespace) -> int:
+    from nas import api
+    from nas.search.target import parse_latency
+
+    # Read every option before touching any file, so bad input leaves earlier runs alone.
+    target = parse_latency(args.target_latency)
+    settings = api.SearchSettings(
+        target_ms=target, objective=args.objective, sampler=args.sampler, seed=args.seed,
+        mode="single" if args.single_objective else "multi", n_trials=args.n_trials, timeout_s=args.timeout,
+        run_dir=args.run_dir, storage=args.storage, study_name=args.study_name)
+    latency = cli_lut.latency_model(args)
+    search = api.prepare_search(args.space, settings, latency)
+    progress = LogProgress(args.objective) if args.quiet else BarProgress(args.objective, latency.table)
+    earlier = search.stats.total
+    if earlier:
+        print(f"resuming study {search.study_name!r} ({earlier} trials) in {search.storage_url}", file=sys.stderr)
+    outcome = api.run_search(search, progress=progress, measure=not args.no_measure,
+                             table_path=str(latency.table.path) if latency.table.path else None).outcome
+    _print_outcome(outcome)
+    return 130 if outcome.interrupted else 0
+
+
+def _print_outcome(outcome: Any) -> None:
+    stats, summary = outcome.stats, outcome.summary
+    if outcome.interrupted:
+        print(f"interrupted: {stats.new} completed trials of this run are kept in {outcome.storage_url}",
+              file=sys.stderr)
+    print(f"{stats.new} trials in {outcome.elapsed_s:.1f} s ({stats.total} in the study), {summary['n_feasible']} "
+          f"feasible, Pareto front of {summary['pareto_size']}")
+    best = summary.get("best")
+    if best is None:
+        print(f"no feasible trial: nothing predicted at or under {summary['target_latency_ms']:g} ms; "
+              f"the least violating are:")
+        for row in summary.get("least_violating", []):
+            print(f"  trial {row['number']}: {row['predicted_latency_ms']:.2f} ms  {row['arch']}")
+    else:
+        measured = (f", measured {best['measured_latency_ms']:.2f} ms" if best.get("measured_latency_ms") is not None
+                    else "")
+        print(f"winner: trial {best['number']}, {_fmt_objective(summary['objective'], best['objective'])}, "
+              f"predicted {best['predicted_latency_ms']:.2f} ms{measured} (target {summary['target_latency_ms']:g} ms)")
+        if summary.get("winner_note"):
+            print(f"note: {summary['winner_note']}")
+    print(f"wrote {outcome.run_dir}: {' '.join(summary['files'])}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from nas import api
+
+    outcome = api.report(args.run_dir, measure=not args.no_measure)
+    summary = outcome["summary"]
+    print(f"{summary['n_trials']} trials, {summary['n_feasible']} feasible, Pareto front of {summary['pareto_size']}")
+    print(f"wrote {args.run_dir}: {' '.join(summary['files'])}")
+    return 0
+
+
+def register(groups: Any) -> None:
+    p = groups.add_parser(
+        "search", help="search a space under a target latency and write a run folder",
+        description="Explore a search space with an Optuna sampler: maximise an accuracy stand-in and minimise the "
+                    "latency predicted by the device's table, with latency <= target as a constraint. Running "
+                    "the same command again resumes the study and adds trials.")
+    p.add_argument("--space", required=True, metavar="YAML", help="search space file (e.g. search_spaces/sandglass.yaml)")
+    p.add_argument("--target-latency", required=True, metavar="T", help="latency budget: 20ms, 1.5ms, 500us, 0.02s")
+    p.add_argument("--objective", default="macs", help=f"what to maximise: {', '.join(sorted(OBJECTIVES))} "
+                   f"(default macs)")
+    p.add_argument("--single-objective", action="store_true",
+                   help="maximise the objective alone under the constraint (default: an objective/latency front)")
+    p.add_argument("--sampler", default="auto", help=f"{', '.join(SAMPLERS)} (default auto: NSGA-II for the "
+                   f"two-objective front, TPE for one objective)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--n-trials", type=int, default=300, help="trials to add in this run (default 300)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop adding trials after this long")
+    p.add_argument("--run-dir", metavar="DIR", help="run folder (default runs/<space>-<target>, e.g. runs/sandglass-20ms)")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage, any SQLAlchemy URL (default sqlite:///DIR/study.db)")
+    p.add_argument("--study-name", metavar="NAME", help="study name in the storage (default: the run folder's name)")
+    p.add_argument("--no-measure", action="store_true", help="do not measure the winner end to end")
+    p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+    cli_lut.add_profile_options(p)
+    p.set_defaults(func=_search)
+
+    p = groups.add_parser("report", help="rebuild a run folder's tables, plots, winner and exports from its study",
+                          description="Rebuild trials.csv, pareto.csv/png/html, best.yaml, best_model.py/onnx and "
+                                      "summary.json of a run folder from its study storage.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--no-measure", action="store_true", help="do not measure the winner end to end")
+    p.set_defaults(func=_report)

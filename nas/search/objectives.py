@@ -1,0 +1,56 @@
+"""What the search maximises besides speed: an accuracy stand-in named by `--objective`.
+
+`macs` and `params` are the crude stand-ins (bigger is usually more accurate);
+an objective is a plain function of the space, the architecture and the
+metrics every trial computes anyway, so new ones register in one line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from nas.errors import NasError
+from nas.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What every trial records: cached fvcore counts and the table's predicted latency."""
+
+    macs: int
+    params: int
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    help: str
+    score: Callable[[SearchSpace, Mapping[str, Any], Metrics], float]
+
+
+class ObjectiveError(NasError, ValueError):
+    """An unknown objective name."""
+
+
+OBJECTIVES: dict[str, Objective] = {}
+
+
+def register(objective: Objective) -> Objective:
+    if objective.name in OBJECTIVES:
+        raise ValueError(f"objective {objective.name!r} is already registered")
+    OBJECTIVES[objective.name] = objective
+    return objective
+
+
+register(Objective("macs", "multiply-accumulates of conv and linear layers (fvcore), more is better",
+                   lambda space, arch, m: float(m.macs)))
+register(Objective("params", "parameter count, more is better", lambda space, arch, m: float(m.params)))
+
+
+def get_objective(name: str) -> Objective:
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise ObjectiveError(f"--objective: unknown objective {name!r}; choose one of "
+                             f"{', '.join(sorted(OBJECTIVES))}") from None
