@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from nas import __version__, cli_lut, cli_search
+from nas import __version__, cli_export, cli_lut, cli_search
 from nas.errors import NasError
 
 
@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_lut.register(groups)
     cli_search.register(groups)
+    cli_export.register(groups)
     return parser
 
 
