@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import optuna
 import pandas as pd
 
+from nas.cost import CostModel
 from nas.errors import NasError
 from nas.latency import LatencyModel, open_table
 from nas.report import RunInfo, write_report
@@ -80,9 +81,10 @@ def _space(space: SearchSpace | str | os.PathLike) -> SearchSpace:
 
 
 def prepare_search(space: SearchSpace | str | os.PathLike, settings: SearchSettings,
-                   latency: LatencyModel | None = None) -> Search:
-    """Check everything (settings, target reachable, storage, an existing study's origin), then open the study."""
-    search = Search(_space(space), settings, latency or latency_model())
+                   latency: LatencyModel | None = None, cost: CostModel | None = None) -> Search:
+    """Check everything (settings, target reachable, storage, an existing study's origin), then open the study.
+    Pass one `cost` model to several searches to share its per-unit fvcore counts."""
+    search = Search(_space(space), settings, latency or latency_model(), cost)
     search.checked_target()
     search.open()
     return search
@@ -108,9 +110,10 @@ def run_search(search: Search, *, progress: Progress | None = None, measure: boo
 
 
 def search(space: SearchSpace | str | os.PathLike, target_latency: str | float, *, progress: Progress | None = None,
-           measure: bool = True, latency: LatencyModel | None = None, **settings: Any) -> SearchResult:
+           measure: bool = True, latency: LatencyModel | None = None, cost: CostModel | None = None,
+           **settings: Any) -> SearchResult:
     """One call: `search(space, "20ms", n_trials=300, sampler="nsga2")`; keywords are `SearchSettings` fields."""
-    search_ = prepare_search(space, SearchSettings(target_ms=parse_latency(target_latency), **settings), latency)
+    search_ = prepare_search(space, SearchSettings(target_ms=parse_latency(target_latency), **settings), latency, cost)
     return run_search(search_, progress=progress, measure=measure)
 
 

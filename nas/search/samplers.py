@@ -9,6 +9,7 @@ resumed study continues the sequence.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import optuna
@@ -90,4 +91,6 @@ def make_sampler(name: str, seed: int | None, n_objectives: int) -> BaseSampler:
     }
     if name not in makers:
         raise SamplerError(f"--sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-    return makers[name]()
+    with warnings.catch_warnings():  # NSGA-III is "experimental" in Optuna: a fact for the README, not each run
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return makers[name]()

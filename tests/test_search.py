@@ -1,0 +1,354 @@
+"""`nas.search`: samplers, the latency constraint, storage and resume, interruption, the run folder."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from nas import api
+from nas.cli import main
+from nas.search import SAMPLERS, SearchSettings, make_sampler, parse_latency
+from nas.search.results import hypervolume, pareto_mask
+from nas.search.samplers import CategoricalQMCSampler
+from nas.search.storage import add_trials_bulk
+from nas.space import decisions, load_space
+from proxies.latency import current_profile
+from search_helpers import COSTS, TINY_SPACE, synthetic_model, synthetic_table
+
+TARGET = 0.4  # ms on the synthetic table: about half of the tiny space is feasible
+
+
+@pytest.fixture
+def tiny(write_yaml) -> Path:
+    return write_yaml(TINY_SPACE, "tiny.yaml")
+
+
+def _search(tiny: Path, run_dir: Path, *, measure: bool = False, progress=None, **settings) -> api.SearchResult:
+    settings.setdefault("n_trials", 30)
+    return api.search(tiny, f"{TARGET}ms", run_dir=run_dir, latency=synthetic_model(tiny), measure=measure,
+                      progress=progress, cost=COSTS, **settings)
+
+
+# ---- targets --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, ms", [("20ms", 20.0), ("20 ms", 20.0), ("1.5ms", 1.5), ("500us", 0.5),
+                                      ("0.02s", 20.0), ("7", 7.0), (" 2.5 MS ", 2.5), (3, 3.0)])
+def test_target_latency_forms(text, ms) -> None:
+    assert parse_latency(text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("fast", "--target-latency: cannot read 'fast'; write a positive number with a unit ms, us or s "
+             "(e.g. 20ms, 1.5ms, 500us, 0.02s)"),
+    ("20 min", "--target-latency: cannot read '20 min'; write a positive number with a unit ms, us or s "
+               "(e.g. 20ms, 1.5ms, 500us, 0.02s)"),
+    ("-5ms", "--target-latency: cannot read '-5ms'; write a positive number with a unit ms, us or s "
+             "(e.g. 20ms, 1.5ms, 500us, 0.02s)"),
+    ("0ms", "--target-latency: '0ms' is not a positive latency"),
+])
+def test_bad_targets(text, message) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_latency(text)
+    assert str(info.value) == message
+
+
+# ---- samplers -------------------------------------------------------------------------------------
+def test_unknown_sampler() -> None:
+    with pytest.raises(ValueError) as info:
+        make_sampler("cmaes", 0, 2)
+    assert str(info.value) == "--sampler: unknown sampler 'cmaes'; choose one of tpe, nsga2, nsga3, gp, random, qmc, auto"
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_each_sampler_searches_the_tiny_space(tiny, tmp_path, sampler) -> None:
+    n = 8 if sampler == "gp" else 25
+    result = _search(tiny, tmp_path / sampler, sampler=sampler, seed=3, n_trials=n)
+    space = load_space(tiny)
+    frame = result.trials
+    assert len(frame) == n and set(frame["state"]) == {"COMPLETE"}
+    for d in decisions(space):  # every decision is an Optuna parameter under its flat name
+        assert set(frame[d.name]) <= set(d.choices)
+    assert frame[[d.name for d in decisions(space)]].drop_duplicates().shape[0] > n // 2  # it explores
+    assert result.summary["best"] is not None and result.summary["best"]["predicted_latency_ms"] <= TARGET
+
+
+def test_samplers_are_seeded(tiny, tmp_path) -> None:
+    a = _search(tiny, tmp_path / "a", sampler="nsga2", seed=5).trials
+    b = _search(tiny, tmp_path / "b", sampler="nsga2", seed=5).trials
+    c = _search(tiny, tmp_path / "c", sampler="nsga2", seed=6).trials
+    assert a["arch"].tolist() == b["arch"].tolist()
+    assert a["arch"].tolist() != c["arch"].tolist()
+
+
+def test_qmc_balances_every_binary_decision() -> None:
+    """Scrambled Sobol' points: points 16..31 put exactly 8 on each side of every 2-choice decision
+    (trial 0 only reveals the search space, so the first whole block of 16 is the second one)."""
+    study = optuna.create_study(sampler=CategoricalQMCSampler(seed=1))
+    names = [f"d{i}" for i in range(6)]
+    study.optimize(lambda t: sum(t.suggest_categorical(n, [0, 1]) for n in names), n_trials=32)
+    later = study.trials[16:32]
+    assert [t.number for t in later] == list(range(16, 32))
+    for n in names:
+        counts = pd.Series([t.params[n] for t in later]).value_counts()
+        assert counts.to_dict() in ({0: 8, 1: 8}, {1: 8, 0: 8})
+
+
+# ---- objective, constraint, front ----------------------------------------------------------------
+def test_constraint_marks_feasibility_and_the_front_is_feasible(tiny, tmp_path) -> None:
+    result = _search(tiny, tmp_path / "run", sampler="random", n_trials=40)
+    frame = result.trials
+    for t in result.outcome.study.get_trials():
+        assert t.constraints["latency_ms"] == pytest.approx(t.user_attrs["predicted_latency_ms"] - TARGET)
+    assert (frame["feasible"] == (frame["predicted_latency_ms"] <= TARGET)).all()
+    assert 0 < frame["feasible"].sum() < len(frame)
+    front = result.pareto
+    assert front["feasible"].all() and front["predicted_latency_ms"].is_monotonic_increasing
+    assert front["objective"].is_monotonic_increasing  # slower front points must be better
+    feasible = frame[frame["feasible"]]
+    for _, row in feasible.iterrows():  # nothing feasible dominates a front point
+        dominated = ((feasible["objective"] >= row["objective"]) & (feasible["predicted_latency_ms"] <= row[
+            "predicted_latency_ms"]) & ((feasible["objective"] > row["objective"]) | (
+                feasible["predicted_latency_ms"] < row["predicted_latency_ms"]))).any()
+        assert dominated == (row["number"] not in set(front["number"]))
+    assert result.summary["best"]["objective"] == feasible["objective"].max()
+
+
+def test_single_objective_mode(tiny, tmp_path) -> None:
+    result = _search(tiny, tmp_path / "run", mode="single", sampler="tpe", objective="params", n_trials=30)
+    study = result.outcome.study
+    assert [d.name for d in study.directions] == ["MAXIMIZE"]
+    frame = result.trials
+    assert (frame["objective"] == frame["params"]).all()
+    best = frame[frame["feasible"]]["objective"].max()
+    assert study.best_trial.value == best and result.summary["best"]["objective"] == best
+
+
+def test_pareto_mask_and_hypervolume() -> None:
+    import numpy as np
+    obj = np.array([1.0, 2.0, 2.0, 3.0, 1.5])
+    lat = np.array([1.0, 2.0, 3.0, 4.0, 2.5])
+    assert pareto_mask(obj, lat).tolist() == [True, True, False, True, False]
+    # Front (1,1) (2,2) (4,3) against reference (obj 0, latency 5): 1*1 + 2*2 + 1*3 = 8.
+    assert hypervolume(obj, lat, 0.0, 5.0) == pytest.approx(8.0)
+    assert hypervolume(obj, lat, 5.0, 5.0) == 0.0
+
+
+# ---- storage: batched writes, resume, interruption -------------------------------------------------
+def test_bulk_writes_read_back_exactly(tiny, tmp_path) -> None:
+    memory = _search(tiny, tmp_path / "mem", sampler="random", storage="sqlite:///" + str(tmp_path / "a.db"),
+                     n_trials=12).outcome.study
+    copy = optuna.create_study(storage="sqlite:///" + str(tmp_path / "b.db"), directions=["maximize", "minimize"])
+    add_trials_bulk(copy, memory.get_trials()[:5])
+    add_trials_bulk(copy, memory.get_trials()[5:])
+    for a, b in zip(memory.get_trials(), optuna.load_study(study_name=copy.study_name,
+                                                           storage="sqlite:///" + str(tmp_path / "b.db")).get_trials()):
+        assert (a.number, a.state, a.params, a.distributions, a.values, a.user_attrs, a.system_attrs,
+                a.datetime_start, a.datetime_complete) == (b.number, b.state, b.params, b.distributions, b.values,
+                                                           b.user_attrs, b.system_attrs, b.datetime_start,
+                                                           b.datetime_complete)
+
+
+def test_resume_adds_trials_and_keeps_earlier_ones(tiny, tmp_path) -> None:
+    run = tmp_path / "run"
+    first = _search(tiny, run, sampler="nsga2", n_trials=20).trials
+    second = _search(tiny, run, sampler="nsga2", n_trials=15).trials
+    assert len(second) == 35 and second["number"].tolist() == list(range(35))
+    pd.testing.assert_frame_equal(first, second.iloc[:20].reset_index(drop=True))
+    assert json.loads((run / "summary.json").read_text())["n_trials"] == 35
+
+
+class _StopAfter:
+    """A progress display whose update raises KeyboardInterrupt at trial `k`, like Ctrl-C."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def start(self, total, stats) -> None:
+        pass
+
+    def update(self, stats) -> None:
+        if stats.new == self.k:
+            raise KeyboardInterrupt
+
+    def close(self, stats) -> None:
+        self.closed = stats.new
+
+
+def test_interrupt_keeps_completed_trials_and_writes_the_report(tiny, tmp_path) -> None:
+    run = tmp_path / "run"
+    result = _search(tiny, run, sampler="tpe", n_trials=50, progress=_StopAfter(13))
+    assert result.outcome.interrupted
+    stored = optuna.load_study(study_name="run", storage=f"sqlite:///{run / 'study.db'}").get_trials()
+    assert [t.number for t in stored] == list(range(13)) and all(t.state.name == "COMPLETE" for t in stored)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["n_trials"] == 13
+    assert len(pd.read_csv(run / "trials.csv")) == 13
+    again = _search(tiny, run, sampler="tpe", n_trials=5)  # and the next run resumes from there
+    assert len(again.trials) == 18
+
+
+def test_interrupt_with_sigint_from_the_command_line(tiny, tmp_path) -> None:
+    """A real Ctrl-C: the process exits 130 and every trial it finished is in the study."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    lut = tmp_path / "lut.json"
+    synthetic_table(tiny, lut)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nas", "search", "--space", str(tiny), "--target-latency", f"{TARGET}ms",
+           "--lut", str(lut), "--threads", "1", "--n-trials", "100000", "--run-dir", str(run), "--no-measure",
+           "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run / "study.db").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3.0)  # past the first batch write
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    kept = optuna.load_study(study_name="run", storage=f"sqlite:///{run / 'study.db'}").get_trials()
+    assert len(kept) > 0 and all(t.state.name == "COMPLETE" for t in kept)
+    assert f"interrupted: {len(kept)} completed trials of this run are kept in" in err
+    assert json.loads((run / "summary.json").read_text())["n_trials"] == len(kept)
+
+
+# ---- the run folder ---------------------------------------------------------------------------------
+def test_run_folder_files_and_columns(tiny, tmp_path) -> None:
+    run = tmp_path / "run"
+    result = _search(tiny, run, sampler="nsga2", n_trials=30, measure=True)
+    space = load_space(tiny)
+    names = [d.name for d in decisions(space)]
+    for f in ("study.db", "run.json", "trials.csv", "pareto.csv", "pareto.png", "pareto.html", "best.yaml",
+              "best_model.py", "best_model.onnx", "summary.json"):
+        assert (run / f).is_file() and (run / f).stat().st_size > 0, f
+    trials = pd.read_csv(run / "trials.csv")
+    expected = ["number", "state", *names, "macs", "params", "predicted_latency_ms", "objective", "feasible", "arch"]
+    assert list(trials.columns) == expected and len(trials) == 30
+    pareto = pd.read_csv(run / "pareto.csv")
+    assert list(pareto.columns) == expected and pareto["feasible"].all()
+    assert pareto["predicted_latency_ms"].is_monotonic_increasing
+    summary = json.loads((run / "summary.json").read_text())
+    best = summary["best"]
+    assert summary["target_latency_ms"] == TARGET and summary["n_trials"] == 30
+    assert summary["n_feasible"] == int(trials["feasible"].sum())
+    assert set(best) >= {"arch", "macs", "params", "predicted_latency_ms", "measured_latency_ms"}
+    assert best["measured_latency_ms"] > 0 and best["number"] in set(pareto["number"])
+    # best.yaml is the winner as a fixed architecture with the same costs.
+    fixed = load_space(run / "best.yaml")
+    assert not decisions(fixed)
+    from nas.cost import CostModel
+    cost = CostModel().cost(fixed)
+    assert (cost.macs, cost.params) == (best["macs"], best["params"])
+    assert (run / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "plotly" in (run / "pareto.html").read_text()[:100000].lower()
+    assert result.best_arch is not None
+
+
+def test_winner_falls_back_when_measured_latency_misses() -> None:
+    from nas.report import choose_winner
+    front = pd.DataFrame({"number": [4, 7, 9], "arch": ["a", "b", "c"], "macs": [1, 2, 3], "params": [1, 1, 1],
+                          "objective": [1.0, 2.0, 3.0], "predicted_latency_ms": [5.0, 8.0, 9.5]})
+    measured = {9: 10.4, 7: 9.1, 4: 5.5}
+    winner, attempts = choose_winner(front, 10.0, lambda n: (measured[n], 0.1))
+    assert winner["number"] == 7 and [a["number"] for a in attempts] == [9, 7]
+    assert attempts[0]["meets_target"] is False and winner["meets_target"] is True
+    winner, attempts = choose_winner(front, 5.0, lambda n: (measured[n], 0.1))
+    assert winner is None and len(attempts) == 3
+
+
+def test_no_feasible_trial_reports_the_least_violating(tiny, tmp_path) -> None:
+    """A study whose trials all miss the target (e.g. the table was re-measured slower after the search)."""
+    from nas.report import RunInfo, write_report
+    searched = _search(tiny, tmp_path / "first", sampler="random", n_trials=12).outcome.study
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for t in searched.get_trials():
+        t.system_attrs["constraints:latency_ms"] = 1.0 + t.user_attrs["predicted_latency_ms"]
+        study.add_trial(t)
+    info = RunInfo.load(tmp_path / "first")
+    run = tmp_path / "run"
+    summary = write_report(run, study, load_space(tiny), info)
+    assert summary["n_feasible"] == 0 and summary["best"] is None and summary["pareto_size"] == 0
+    fastest = sorted(t.user_attrs["predicted_latency_ms"] for t in searched.get_trials())[:5]
+    assert [r["predicted_latency_ms"] for r in summary["least_violating"]] == fastest
+    assert not (run / "best.yaml").exists() and (run / "pareto.png").is_file()
+
+
+# ---- bad input: one line, exit 2, earlier runs untouched ----------------------------------------------
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory) -> tuple[Path, Path, Path, dict[str, str]]:
+    """One finished run shared by the bad-input tests (each checks it is left byte for byte as it was)."""
+    folder = tmp_path_factory.mktemp("earlier")
+    tiny = folder / "tiny.yaml"
+    tiny.write_text(TINY_SPACE)
+    lut = folder / "lut.json"
+    synthetic_table(tiny, lut)
+    run = folder / "run"
+    assert main(["search", "--space", str(tiny), "--target-latency", f"{TARGET}ms", "--lut", str(lut), "--threads",
+                 "1", "--n-trials", "10", "--run-dir", str(run), "--no-measure", "--quiet"]) == 0
+    return tiny, lut, run, _digest(run)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sampler", "cmaes"], "error: --sampler: unknown sampler 'cmaes'; choose one of tpe, nsga2, nsga3, gp, random, "
+                             "qmc, auto"),
+    (["--objective", "accuracy"], "error: --objective: unknown objective 'accuracy'; choose one of macs, params"),
+    (["--target-latency", "soon"], "error: --target-latency: cannot read 'soon'; write a positive number with a unit "
+                                   "ms, us or s (e.g. 20ms, 1.5ms, 500us, 0.02s)"),
+    (["--target-latency", "0s"], "error: --target-latency: '0s' is not a positive latency"),
+    (["--target-latency", "0.05ms"], "error: no architecture in {space} meets 50us on {profile}: the smallest "
+                                     "predicted is 0.17 ms (r32|s1:d1,w16,b0=sg/k3/e2/se0|s2:d1,w32,b0=sg/k3/e2)"),
+    (["--storage", "nosuchdb://x/y"], "error: cannot open storage 'nosuchdb://x/y': "),
+    (["--n-trials", "0"], "error: --n-trials: 0 is not a positive number of trials"),
+])
+def test_bad_input_exits_2_and_leaves_the_earlier_run_alone(earlier_run, capsys, extra, message) -> None:
+    tiny, lut, run, before = earlier_run
+    capsys.readouterr()
+    args = ["search", "--space", str(tiny), "--target-latency", f"{TARGET}ms", "--lut", str(lut), "--threads", "1",
+            "--n-trials", "5", "--run-dir", str(run), "--quiet", *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    profile = current_profile("torch", threads=1, batch_size=1).id
+    expected = message.format(space=tiny, profile=profile)
+    assert err.startswith(expected) and "\n" not in err, err
+    assert _digest(run) == before
+
+
+def test_study_made_for_another_space_is_refused(earlier_run, write_yaml, capsys, tmp_path) -> None:
+    tiny, _, run, before = earlier_run
+    other = write_yaml(TINY_SPACE.replace("width: [32, 40]", "width: [32, 48]"), "other.yaml")
+    lut = tmp_path / "other-lut.json"
+    synthetic_table(other, lut)
+    capsys.readouterr()
+    code = main(["search", "--space", str(other), "--target-latency", f"{TARGET}ms", "--lut", str(lut),
+                 "--threads", "1", "--run-dir", str(run), "--study-name", "run", "--quiet",
+                 "--storage", f"sqlite:///{run / 'study.db'}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"error: study 'run' in sqlite:///{run / 'study.db'} was made for space tiny (")
+    assert "use another --study-name or --run-dir to start a new search" in err
+    assert _digest(run) == before
+
+
+def test_report_rebuilds_the_run_folder(earlier_run, capsys, tmp_path) -> None:
+    import shutil
+    run = shutil.copytree(earlier_run[2], tmp_path / "run")  # the shared run stays as it was
+    info = json.loads((run / "run.json").read_text())
+    info["storage"] = f"sqlite:///{run / 'study.db'}"
+    (run / "run.json").write_text(json.dumps(info))
+    (run / "trials.csv").unlink()
+    (run / "pareto.png").unlink()
+    assert main(["report", str(run), "--no-measure"]) == 0
+    assert (run / "trials.csv").read_bytes() and (run / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert pd.read_csv(run / "trials.csv").shape[0] == 10
+    assert main(["report", str(run.parent / "nope")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {run.parent / 'nope'}: not a run folder (no run.json); " \
+                                              f"pass the folder `nas search` wrote"
