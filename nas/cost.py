@@ -6,13 +6,38 @@ candidate plans it (pure Python) and adds numbers; it never traces a network.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from nas.builder import build, build_unit
+from nas.latency import default_table_dir
 from nas.ops.layers import deferred_init
 from nas.space import SearchSpace, Unit, plan
+from proxies.atomic import write_bytes_atomic
 from proxies.flops import Counts, count_module
+
+
+def _rules_fingerprint() -> str:
+    """Changes with the counting rules, the operators' code, torch or fvcore: a stale cache is never read."""
+    import fvcore
+    import torch
+
+    import nas.ops
+    import proxies.flops
+
+    digest = hashlib.sha256(f"{torch.__version__}|{getattr(fvcore, '__version__', '')}".encode())
+    for path in [Path(proxies.flops.__file__), *sorted(Path(nas.ops.__file__).parent.glob("*.py"))]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def default_cost_cache() -> Path:
+    """Per-unit counts persist beside the latency tables (fvcore traces take ~20 ms a unit)."""
+    return default_table_dir() / f"unit-counts-{_rules_fingerprint()}.json"
 
 
 @dataclass(frozen=True)
@@ -38,8 +63,32 @@ class Cost:
 class CostModel:
     """Per-unit cost cache shared by every architecture of every space (keys are self-contained)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_file: str | os.PathLike | None = None) -> None:
+        """With `cache_file`, counts are read from it and `save()` writes new ones back."""
         self._cache: dict[str, Counts] = {}
+        self.cache_file = Path(cache_file) if cache_file is not None else None
+        self._saved = 0
+        if self.cache_file is not None and self.cache_file.exists():
+            try:
+                data = json.loads(self.cache_file.read_text())
+                self._cache = {k: Counts(**v) for k, v in data["units"].items()}
+            except (ValueError, KeyError, TypeError):
+                self._cache = {}  # a damaged cache is only lost time: it is rebuilt and rewritten
+            self._saved = len(self._cache)
+
+    @classmethod
+    def persistent(cls) -> CostModel:
+        """A model backed by the per-user cache file."""
+        return cls(default_cost_cache())
+
+    def save(self) -> None:
+        """Write the cache file atomically if units were counted since it was read."""
+        if self.cache_file is None or len(self._cache) == self._saved:
+            return
+        doc = {"format": "nas-unit-counts", "units": {k: asdict(v) for k, v in sorted(self._cache.items())}}
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(self.cache_file, json.dumps(doc, separators=(",", ":")).encode(), 0o644)
+        self._saved = len(self._cache)
 
     def __len__(self) -> int:
         return len(self._cache)

@@ -134,3 +134,37 @@ def test_macs_params_equals_cost(model: CostModel, name: str, traces: list) -> N
     for arch, macs_params in zip(archs, got):
         cost = model.cost(space, arch)
         assert macs_params == (cost.macs, cost.params)
+
+
+def test_unit_counts_persist_and_are_reused_without_tracing(tmp_path, monkeypatch) -> None:
+    import nas.cost
+    from nas.cost import CostModel
+    from nas.space import load_space, sample
+
+    space = load_space("search_spaces/mobilenet_v3.yaml")
+    arch = sample(space, 4)
+    first = CostModel(tmp_path / "counts.json")
+    expected = first.cost(space, arch)
+    first.save()
+    assert (tmp_path / "counts.json").is_file()
+
+    def no_tracing(*args, **kwargs):
+        raise AssertionError("a cached unit was traced again")
+
+    monkeypatch.setattr(nas.cost, "count_module", no_tracing)
+    again = CostModel(tmp_path / "counts.json").cost(space, arch)
+    assert (again.params, again.macs, again.flops, again.by_operator()) == \
+           (expected.params, expected.macs, expected.flops, expected.by_operator())
+
+
+def test_a_damaged_count_cache_is_rebuilt(tmp_path) -> None:
+    from nas.cost import CostModel
+    from nas.space import load_space, sample
+
+    (tmp_path / "counts.json").write_text("{not json")
+    space = load_space("search_spaces/mobilenet_v3.yaml")
+    model = CostModel(tmp_path / "counts.json")
+    assert len(model) == 0
+    model.macs_params(space, sample(space, 1))
+    model.save()
+    assert len(CostModel(tmp_path / "counts.json")) == len(model) > 0

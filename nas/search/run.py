@@ -112,7 +112,7 @@ class Search:
         if s.timeout_s is not None and s.timeout_s <= 0:
             raise NasError(f"--timeout: {s.timeout_s} is not a positive number of seconds")
         self.space, self.settings, self.latency = space, s, latency
-        self.cost = cost or CostModel()
+        self.cost = cost or CostModel.persistent()
         self.objective = get_objective(s.objective)
         self.spec = StudySpec(space=space.name, space_fingerprint=space_fingerprint(space), objective=s.objective,
                               target_ms=float(s.target_ms), mode=s.mode, latency_profile=latency.profile.id)
@@ -231,6 +231,8 @@ class Search:
         pending.clear()
 
     def _save_table(self) -> None:
+        """Keep what this run measured and counted (no-ops when nothing is new or nothing has a file)."""
+        self.cost.save()
         if self.latency.table.path is not None and not self.latency.profile.remote:
             self.latency.table.save()
 
