@@ -60,12 +60,25 @@ def _build(args: argparse.Namespace) -> int:
     print(f"{space.name}: {len(units)} unique units, {len(units) - len(todo)} already in "
           f"{model.table.path}, measuring {len(todo)} on profile {model.profile.id}", file=sys.stderr)
     model.fill(space, todo, progress(not args.quiet, "measuring units", "unit"), passes=args.passes)
+    _count_units(space, units, args.quiet)
     if args.fit > 0 and (model.table.correction is None or args.refit):
         c = model.fit_correction(space, n=args.fit, progress=progress(not args.quiet, "fitting correction", "run"))
         print(f"correction: {describe(c)}", file=sys.stderr)
     model.table.save()
     print(f"wrote {model.table.path}: {len(model.table)} entries")
     return 0
+
+
+def _count_units(space: Any, units: list, quiet: bool) -> None:
+    """Warm the per-unit fvcore counts too, so a search after a build never traces a unit."""
+    from nas.cost import CostModel
+
+    costs = CostModel.persistent()
+    todo = [u for u in units if not costs.has(u)]
+    bar = progress(not quiet and bool(todo), "counting units", "unit")
+    for unit in bar(todo) if bar else todo:
+        costs.unit_counts(unit, space)
+    costs.save()
 
 
 def describe(c: Any) -> str:

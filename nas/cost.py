@@ -93,6 +93,9 @@ class CostModel:
     def __len__(self) -> int:
         return len(self._cache)
 
+    def has(self, unit: Unit) -> bool:
+        return unit.text in self._cache
+
     def unit_counts(self, unit: Unit, space: SearchSpace) -> Counts:
         text = unit.text
         counts = self._cache.get(text)
