@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from nas import cli_lut
-from nas.search.objectives import OBJECTIVES
+from nas.search.objectives import objective_names
 from nas.search.samplers import SAMPLERS
 
 
@@ -137,8 +137,8 @@ def register(groups: Any) -> None:
                     "the same command again resumes the study and adds trials.")
     p.add_argument("--space", required=True, metavar="YAML", help="search space file (e.g. search_spaces/sandglass.yaml)")
     p.add_argument("--target-latency", required=True, metavar="T", help="latency budget: 20ms, 1.5ms, 500us, 0.02s")
-    p.add_argument("--objective", default="macs", help=f"what to maximise: {', '.join(sorted(OBJECTIVES))} "
-                   f"(default macs)")
+    p.add_argument("--objective", default="macs", help=f"what to maximise: {', '.join(objective_names())}, or "
+                   f"proxies joined by '+' for a z-scored ensemble, e.g. zen+naswot (default macs)")
     p.add_argument("--single-objective", action="store_true",
                    help="maximise the objective alone under the constraint (default: an objective/latency front)")
     p.add_argument("--sampler", default="auto", help=f"{', '.join(SAMPLERS)} (default auto: NSGA-II for the "

@@ -300,7 +300,9 @@ def earlier_run(tmp_path_factory) -> tuple[Path, Path, Path, dict[str, str]]:
 @pytest.mark.parametrize("extra, message", [
     (["--sampler", "cmaes"], "error: --sampler: unknown sampler 'cmaes'; choose one of tpe, nsga2, nsga3, gp, random, "
                              "qmc, auto"),
-    (["--objective", "accuracy"], "error: --objective: unknown objective 'accuracy'; choose one of macs, params"),
+    (["--objective", "accuracy"], "error: --objective: unknown objective 'accuracy'; choose one of grad_norm, "
+                                  "jacob_cov, macs, naswot, params, snip, synflow, zen, or proxies joined by '+' "
+                                  "(e.g. zen+naswot)"),
     (["--target-latency", "soon"], "error: --target-latency: cannot read 'soon'; write a positive number with a unit "
                                    "ms, us or s (e.g. 20ms, 1.5ms, 500us, 0.02s)"),
     (["--target-latency", "0s"], "error: --target-latency: '0s' is not a positive latency"),

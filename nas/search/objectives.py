@@ -48,9 +48,23 @@ register(Objective("macs", "multiply-accumulates of conv and linear layers (fvco
 register(Objective("params", "parameter count, more is better", lambda space, arch, m: float(m.params)))
 
 
-def get_objective(name: str) -> Objective:
-    try:
+def objective_names() -> list[str]:
+    """Every name `--objective` takes: the cheap stand-ins and the zero-cost proxies."""
+    from proxies.zero_cost import PROXIES
+
+    return sorted(set(OBJECTIVES) | set(PROXIES))
+
+
+def get_objective(name: str, *, seed: int = 0) -> Any:
+    """`macs`, `params`, a zero-cost proxy (`zen`), or an ensemble of proxies (`zen+naswot`)."""
+    if name in OBJECTIVES:
         return OBJECTIVES[name]
-    except KeyError:
-        raise ObjectiveError(f"--objective: unknown objective {name!r}; choose one of "
-                             f"{', '.join(sorted(OBJECTIVES))}") from None
+    from proxies.zero_cost import PROXIES
+
+    parts = name.split("+")
+    if name and all(p in PROXIES for p in parts) and len(set(parts)) == len(parts):
+        from nas.search.proxy_objectives import ProxyObjective
+
+        return ProxyObjective(parts, seed=seed)
+    raise ObjectiveError(f"--objective: unknown objective {name!r}; choose one of {', '.join(objective_names())}, "
+                         f"or proxies joined by '+' (e.g. zen+naswot)")

@@ -113,7 +113,7 @@ class Search:
             raise NasError(f"--timeout: {s.timeout_s} is not a positive number of seconds")
         self.space, self.settings, self.latency = space, s, latency
         self.cost = cost or CostModel.persistent()
-        self.objective = get_objective(s.objective)
+        self.objective = get_objective(s.objective, seed=s.seed or 0)
         self.spec = StudySpec(space=space.name, space_fingerprint=space_fingerprint(space), objective=s.objective,
                               target_ms=float(s.target_ms), mode=s.mode, latency_profile=latency.profile.id)
         n_objectives = len(self.spec.directions)
