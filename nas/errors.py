@@ -17,3 +17,15 @@ class SpaceError(NasError, ValueError):
 
 class ArchError(NasError, ValueError):
     """An architecture (decision values) does not fit its space."""
+
+
+class DataError(NasError, ValueError):
+    """A data set for training cannot be used: names the path and what is allowed."""
+
+
+class TrainingError(NasError):
+    """Training settings are out of range, or training diverged (a non-finite loss)."""
+
+
+class DataWarning(UserWarning):
+    """Something in a data set was skipped (unreadable image files), with a count."""
