@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from nas import __version__, cli_export, cli_lut, cli_search
+from nas import __version__, cli_export, cli_lut, cli_search, cli_train
 from nas.errors import NasError
 
 
@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_lut.register(groups)
     cli_search.register(groups)
     cli_export.register(groups)
+    cli_train.register(groups)
     return parser
 
 

@@ -1,0 +1,95 @@
+"""`nas train`: train one fixed architecture from scratch and print its held-out top-1."""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import warnings
+from typing import Any
+
+from nas.cli_lut import progress
+
+
+def _print_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+                   line: str | None = None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from nas.errors import DataWarning, SpaceError, TrainingError
+    from nas.space import decisions, load_space
+    from nas.train import train
+
+    space = load_space(args.arch)
+    left = decisions(space)
+    if left:
+        raise SpaceError(args.arch, "", f"not a fixed architecture: {len(left)} decisions left "
+                         f"(e.g. {left[0].name}); pick one with `nas arch sample`")
+    import torch
+
+    threads = torch.get_num_threads()
+    if args.threads is not None:
+        if args.threads < 1:
+            raise TrainingError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", DataWarning)
+            warnings.showwarning = _print_warning
+            result = train(space, None, args.data, args.epochs, batch_size=args.batch_size, lr=args.lr,
+                           label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
+                           progress=progress(not args.quiet and not args.json, "training", "epoch"))
+    finally:
+        torch.set_num_threads(threads)
+    info = {"name": space.name, "file": args.arch, "data": args.data, **result.to_dict()}
+    if args.out:
+        _save_weights(result.model, args.out)
+        info["weights"] = args.out
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    losses = ", ".join(f"{x:.4f}" for x in result.train_loss)
+    print(f"{space.name}: top-1 {result.top1:.4f} on {result.n_test} held-out images of {args.data} "
+          f"({result.n_train} trained on, {result.epochs} epoch{'s' if result.epochs != 1 else ''}, {result.resolution}x{result.resolution}, "
+          f"{result.seconds:.1f} s on {result.device})")
+    print(f"train loss per epoch: {losses}")
+    if args.out:
+        print(f"wrote {args.out}: trained state_dict")
+    return 0
+
+
+def _save_weights(model: Any, path: str) -> None:
+    """The trained state_dict as CPU tensors, written atomically; loads with torch.load(weights_only=True)."""
+    import torch
+
+    from proxies.atomic import write_bytes_atomic
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, buf)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def register(groups: Any) -> None:
+    from nas.train import DEFAULT_LR
+
+    p = groups.add_parser(
+        "train", help="train a fixed architecture from scratch and print its held-out top-1",
+        description="Train a fixed architecture from scratch on scikit-learn's 8x8 digits (upsampled to its "
+                    "resolution) or an image folder (one subfolder per class), then print top-1 on a fixed, "
+                    "stratified 20% test split. SGD with Nesterov momentum and a cosine schedule; seeded.")
+    p.add_argument("arch", metavar="ARCH.yaml", help="a fixed architecture (e.g. from `nas arch sample`)")
+    p.add_argument("--data", required=True, metavar="digits|DIR",
+                   help="'digits' (scikit-learn's, shipped on disk) or a folder of class subfolders of images")
+    p.add_argument("--epochs", required=True, type=int, metavar="N", help="training epochs")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="training batch size (default 64)")
+    p.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"peak learning rate (default {DEFAULT_LR})")
+    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="X", help="cross-entropy label smoothing (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="weights, dropout and batch order (default 0)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's own, "
+                   "usually every core; on a busy machine fewer can be much faster)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text (implies --quiet)")
+    p.add_argument("--out", metavar="WEIGHTS.pt", help="save the trained state_dict here (written atomically)")
+    p.set_defaults(func=_train)
