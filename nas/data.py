@@ -110,7 +110,7 @@ def _read_image(path: Path, resolution: int, channels: int) -> np.ndarray | None
             im = im.convert("L" if channels == 1 else "RGB")
             im = im.resize((resolution, resolution), Image.Resampling.BILINEAR)
             a = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
         return None
     return a[:, :, None] if a.ndim == 2 else a
 
