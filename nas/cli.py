@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware neural architecture search for mobile networks.")
     parser.add_argument("--version", action="version", version=f"nas {__version__}")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{search,report,export,space,arch,lut}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{search,report,export,train,space,arch,lut}")
 
     space = groups.add_parser("space", help="validate and inspect search spaces")
     space_cmds = space.add_subparsers(dest="command", required=True, metavar="{check,show}")

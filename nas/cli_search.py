@@ -83,7 +83,7 @@ def _search(args: argparse.Namespace) -> int:
     settings = api.SearchSettings(
         target_ms=target, objective=args.objective, sampler=args.sampler, seed=args.seed,
         mode="single" if args.single_objective else "multi", n_trials=args.n_trials, timeout_s=args.timeout,
-        run_dir=args.run_dir, storage=args.storage, study_name=args.study_name)
+        run_dir=args.run_dir, storage=args.storage, study_name=args.study_name, data=args.data, epochs=args.epochs)
     latency = cli_lut.latency_model(args)
     search = api.prepare_search(args.space, settings, latency)
     progress = LogProgress(args.objective) if args.quiet else BarProgress(args.objective, latency.table)
@@ -139,6 +139,8 @@ def register(groups: Any) -> None:
     p.add_argument("--target-latency", required=True, metavar="T", help="latency budget: 20ms, 1.5ms, 500us, 0.02s")
     p.add_argument("--objective", default="macs", help=f"what to maximise: {', '.join(objective_names())}, or "
                    f"proxies joined by '+' for a z-scored ensemble, e.g. zen+naswot (default macs)")
+    p.add_argument("--data", metavar="digits|DIR", help="--objective trained: training data (digits or an image folder)")
+    p.add_argument("--epochs", type=int, help="--objective trained: epochs per candidate")
     p.add_argument("--single-objective", action="store_true",
                    help="maximise the objective alone under the constraint (default: an objective/latency front)")
     p.add_argument("--sampler", default="auto", help=f"{', '.join(SAMPLERS)} (default auto: NSGA-II for the "

@@ -72,3 +72,21 @@ def test_bad_objective_names(name) -> None:
         get_objective(name)
     assert str(info.value) == (f"--objective: unknown objective {name!r}; choose one of grad_norm, jacob_cov, macs, "
                                f"naswot, params, snip, synflow, zen, or proxies joined by '+' (e.g. zen+naswot)")
+
+
+def test_trained_objective_is_held_out_top1(tiny, tmp_path) -> None:
+    from nas.train import trained_accuracy
+
+    result = api.search(tiny, "0.4ms", run_dir=tmp_path / "run", latency=synthetic_model(tiny), cost=COSTS,
+                        measure=False, objective="trained", data="digits", epochs=1, sampler="random", n_trials=2)
+    space = load_space(tiny)
+    assert result.outcome.study.user_attrs["nas.objective"] == "trained(digits,1ep)"
+    for t in result.outcome.study.get_trials():
+        assert 0.0 <= t.values[0] <= 1.0
+        assert t.values[0] == trained_accuracy(space, t.params, "digits", 1, seed=0)
+
+
+def test_trained_objective_needs_data_and_epochs() -> None:
+    with pytest.raises(ValueError) as info:
+        get_objective("trained", epochs=3)
+    assert str(info.value) == "--objective trained needs --data digits|DIR and --epochs N (N >= 1)"

@@ -52,13 +52,20 @@ def objective_names() -> list[str]:
     """Every name `--objective` takes: the cheap stand-ins and the zero-cost proxies."""
     from proxies.zero_cost import PROXIES
 
-    return sorted(set(OBJECTIVES) | set(PROXIES))
+    return sorted(set(OBJECTIVES) | set(PROXIES) | {"trained"})
 
 
-def get_objective(name: str, *, seed: int = 0) -> Any:
-    """`macs`, `params`, a zero-cost proxy (`zen`), or an ensemble of proxies (`zen+naswot`)."""
+def get_objective(name: str, *, seed: int = 0, data: str | None = None, epochs: int | None = None) -> Any:
+    """`macs`, `params`, a zero-cost proxy (`zen`), an ensemble of proxies (`zen+naswot`), or `trained`
+    (needs `data` and `epochs`)."""
     if name in OBJECTIVES:
         return OBJECTIVES[name]
+    if name == "trained":
+        if data is None or not epochs or epochs < 1:
+            raise ObjectiveError("--objective trained needs --data digits|DIR and --epochs N (N >= 1)")
+        from nas.search.proxy_objectives import TrainedObjective
+
+        return TrainedObjective(str(data), int(epochs), seed=seed)
     from proxies.zero_cost import PROXIES
 
     parts = name.split("+")

@@ -52,6 +52,8 @@ class SearchSettings:
     storage: str | None = None
     study_name: str | None = None
     flush_every_s: float = 2.0
+    data: str | None = None  # --objective trained: digits or an image folder
+    epochs: int | None = None
 
 
 @dataclass
@@ -113,8 +115,9 @@ class Search:
             raise NasError(f"--timeout: {s.timeout_s} is not a positive number of seconds")
         self.space, self.settings, self.latency = space, s, latency
         self.cost = cost or CostModel.persistent()
-        self.objective = get_objective(s.objective, seed=s.seed or 0)
-        self.spec = StudySpec(space=space.name, space_fingerprint=space_fingerprint(space), objective=s.objective,
+        self.objective = get_objective(s.objective, seed=s.seed or 0, data=s.data, epochs=s.epochs)
+        self.spec = StudySpec(space=space.name, space_fingerprint=space_fingerprint(space),
+                              objective=self.objective.name,
                               target_ms=float(s.target_ms), mode=s.mode, latency_profile=latency.profile.id)
         n_objectives = len(self.spec.directions)
         self.sampler = make_sampler(s.sampler, s.seed, n_objectives)
