@@ -251,14 +251,19 @@ def test_run_folder_files_and_columns(tiny, tmp_path) -> None:
 
 def test_winner_falls_back_when_measured_latency_misses() -> None:
     from nas.report import choose_winner
-    front = pd.DataFrame({"number": [4, 7, 9], "arch": ["a", "b", "c"], "macs": [1, 2, 3], "params": [1, 1, 1],
-                          "objective": [1.0, 2.0, 3.0], "predicted_latency_ms": [5.0, 8.0, 9.5]})
-    measured = {9: 10.4, 7: 9.1, 4: 5.5}
+    front = pd.DataFrame({"number": [4, 7, 8, 9], "arch": ["a", "b", "c", "d"], "macs": [1, 2, 3, 4],
+                          "params": [1, 1, 1, 1], "objective": [1.0, 2.0, 3.0, 4.0],
+                          "predicted_latency_ms": [5.0, 8.0, 9.0, 9.5]})
+    measured = {9: 10.45, 8: 10.2, 7: 9.1, 4: 5.5}
     winner, attempts = choose_winner(front, 10.0, lambda n: (measured[n], 0.1))
-    assert winner["number"] == 7 and [a["number"] for a in attempts] == [9, 7]
+    assert winner["number"] == 7 and [a["number"] for a in attempts] == [9, 8, 7]
     assert attempts[0]["meets_target"] is False and winner["meets_target"] is True
+    # A 30% miss: 8 (9.0 x 1.3) and 7 (8.0 x 1.3) cannot meet 10 ms either, so they are skipped unmeasured.
+    measured[9] = 12.35
+    winner, attempts = choose_winner(front, 10.0, lambda n: (measured[n], 0.1))
+    assert winner["number"] == 4 and [a["number"] for a in attempts] == [9, 4]
     winner, attempts = choose_winner(front, 5.0, lambda n: (measured[n], 0.1))
-    assert winner is None and len(attempts) == 3
+    assert winner is None and [a["number"] for a in attempts] == [9]  # nothing left once scaled by 1.3
 
 
 def test_no_feasible_trial_reports_the_least_violating(tiny, tmp_path) -> None:
