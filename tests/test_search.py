@@ -359,3 +359,11 @@ def test_report_rebuilds_the_run_folder(earlier_run, capsys, tmp_path) -> None:
     assert main(["report", str(run.parent / "nope")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {run.parent / 'nope'}: not a run folder (no run.json); " \
                                               f"pass the folder `nas search` wrote"
+
+
+def test_auto_sampler_choice() -> None:
+    from nas.search.samplers import auto_choice
+    assert auto_choice(2, 300) == "tpe" and auto_choice(1, 300) == "tpe"
+    assert auto_choice(2, 5000) == "nsga2" and auto_choice(2, None) == "nsga2" and auto_choice(1, None) == "tpe"
+    assert type(make_sampler("auto", 0, 2, 300)).__name__ == "TPESampler"
+    assert type(make_sampler("auto", 0, 2, 5000)).__name__ == "NSGAIISampler"

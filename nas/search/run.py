@@ -120,7 +120,7 @@ class Search:
                               objective=self.objective.name,
                               target_ms=float(s.target_ms), mode=s.mode, latency_profile=latency.profile.id)
         n_objectives = len(self.spec.directions)
-        self.sampler = make_sampler(s.sampler, s.seed, n_objectives)
+        self.sampler = make_sampler(s.sampler, s.seed, n_objectives, s.n_trials)
         self.run_dir = Path(s.run_dir) if s.run_dir else default_run_dir(space, s.target_ms)
         self.storage_url = s.storage or sqlite_url(self.run_dir / "study.db")
         self.study_name = s.study_name or self.run_dir.name
