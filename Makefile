@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# Main job: until `nas search` lands, show the default space with its backbone's exact costs.
+# Main job: a real search of the default space under a latency budget, writing runs/sandglass-25ms/.
+# Running it again resumes the study with more trials.
 run: $(STAMP)
-	$(VENV)/bin/nas space show search_spaces/sandglass.yaml
+	$(VENV)/bin/nas search --space search_spaces/sandglass.yaml --target-latency 25ms --n-trials 200
 
 test: $(STAMP)
 	$(PY) -m pytest -q

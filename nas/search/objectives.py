@@ -37,7 +37,7 @@ OBJECTIVES: dict[str, Objective] = {}
 
 # The zero-cost proxy `--objective proxy` stands for: the one that ranked trained accuracy best in
 # benchmarks/proxy_correlation.py (see the README's table).
-DEFAULT_PROXY = "zen"
+DEFAULT_PROXY = "naswot"
 
 
 def register(objective: Objective) -> Objective:
