@@ -90,13 +90,22 @@ def prepare_search(space: SearchSpace | str | os.PathLike, settings: SearchSetti
     return search
 
 
+def _sampler_label(search: Search) -> str:
+    from nas.search.samplers import auto_choice
+
+    name = search.settings.sampler
+    if name != "auto":
+        return name
+    return f"auto ({auto_choice(len(search.spec.directions), search.settings.n_trials)})"
+
+
 def run_search(search: Search, *, progress: Progress | None = None, measure: bool = True,
                table_path: str | None = None) -> SearchResult:
     """Run the loop, then write the run folder (also after Ctrl-C, with the trials completed so far)."""
     profile = search.latency.profile
     info = RunInfo(space=str(search.space.file), storage=search.storage_url, study_name=search.study_name,
                    target_ms=search.spec.target_ms, objective=search.spec.objective, mode=search.spec.mode,
-                   sampler=search.settings.sampler, seed=search.settings.seed, backend=profile.backend,
+                   sampler=_sampler_label(search), seed=search.settings.seed, backend=profile.backend,
                    threads=profile.threads, batch_size=profile.batch_size,
                    table=table_path or (str(search.latency.table.path) if search.latency.table.path else None))
     search.run_dir.mkdir(parents=True, exist_ok=True)

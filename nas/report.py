@@ -158,7 +158,8 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
 
         export_python(space, arch, run_dir / "best_model.py")
         export_onnx(space, arch, run_dir / "best_model.onnx")
-    summary["files"] = sorted(p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    summary["files"] = sorted({p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
+                              | {"summary.json"})
     _write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
     return summary
 
