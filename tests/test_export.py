@@ -150,7 +150,9 @@ def test_python_export_matches_toolkit(case: str, all_ops_file: Path, tmp_path: 
     assert imported_modules(text) == {"__future__", "torch"}
     module = import_file(path)
 
-    theirs = randomize_(build(space, arch)).eval()
+    with torch.random.fork_rng(devices=[]):  # conv weights come from torch's global RNG: fix them, so the
+        torch.manual_seed(0)                  # outputs (and the size check in assert_same) do not depend on
+        theirs = randomize_(build(space, arch)).eval()  # which tests ran before
     ours = module.build_model().eval()
     assert type(ours).__name__ == class_name_for(space)
     assert shapes(ours) == shapes(theirs)  # same keys, order and shapes: strict loads work both ways

@@ -190,8 +190,9 @@ def test_interrupt_keeps_completed_trials_and_writes_the_report(tiny, tmp_path) 
     assert len(again.trials) == 18
 
 
-def test_interrupt_with_sigint_from_the_command_line(tiny, tmp_path) -> None:
-    """A real Ctrl-C: the process exits 130 and every trial it finished is in the study."""
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_interrupt_with_a_signal_from_the_command_line(tiny, tmp_path, signame) -> None:
+    """A real Ctrl-C (or kill): the process exits 130 and every trial it finished is in the study."""
     import signal
     import subprocess
     import sys
@@ -208,7 +209,7 @@ def test_interrupt_with_sigint_from_the_command_line(tiny, tmp_path) -> None:
     while not (run / "study.db").exists() and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(3.0)  # past the first batch write
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     kept = optuna.load_study(study_name="run", storage=f"sqlite:///{run / 'study.db'}").get_trials()

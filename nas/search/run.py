@@ -202,9 +202,9 @@ class Search:
         if progress:
             progress.start(s.n_trials, self.stats)
         try:
-            with self._table_journal():
+            with self._table_journal(), _stop_signals() as stop:
                 while (s.n_trials is None or self.stats.new < s.n_trials) and \
-                        (s.timeout_s is None or time.perf_counter() - began < s.timeout_s):
+                        (s.timeout_s is None or time.perf_counter() - began < s.timeout_s) and not stop.requested:
                     trial = self.memory.ask()
                     values = self._evaluate(trial)
                     frozen = self.memory.tell(trial, values)
@@ -215,6 +215,7 @@ class Search:
                     if time.perf_counter() - last_flush >= s.flush_every_s:
                         self._flush(pending)
                         last_flush = time.perf_counter()
+                interrupted = stop.requested
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -248,6 +249,33 @@ class Search:
                 yield
         else:
             yield
+
+
+class _StopRequest:
+    requested = False
+
+
+@contextmanager
+def _stop_signals() -> Iterator[_StopRequest]:
+    """Ctrl-C or SIGTERM asks the loop to stop after the trial in flight (checked between trials, so no
+    library code can swallow it); a second Ctrl-C interrupts at once."""
+    stop = _StopRequest()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    try:
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals stay with whoever owns them
+        yield stop
+        return
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager
