@@ -112,7 +112,8 @@ def _print_outcome(outcome: Any) -> None:
     else:
         measured = (f", measured {best['measured_latency_ms']:.2f} ms" if best.get("measured_latency_ms") is not None
                     else "")
-        print(f"winner: trial {best['number']}, {_fmt_objective(summary['objective'], best['objective'])}, "
+        label = "winner" if best.get("meets_target", True) else "NOT VERIFIED (fastest measured)"
+        print(f"{label}: trial {best['number']}, {_fmt_objective(summary['objective'], best['objective'])}, "
               f"predicted {best['predicted_latency_ms']:.2f} ms{measured} (target {summary['target_latency_ms']:g} ms)")
         if summary.get("winner_note"):
             print(f"note: {summary['winner_note']}")

@@ -72,15 +72,17 @@ def choose_winner(front: pd.DataFrame, target_ms: float,
 
     Points are tried from the best objective down. After a miss, the table evidently under-predicts
     this region by measured/predicted, so the next point tried is the best one whose prediction,
-    scaled by the worst ratio seen so far, meets the target. `measure(number)` returns (median,
-    spread) in ms. Without a measure function the first point wins on its prediction alone.
+    scaled by the worst ratio seen so far, meets the target; the front's fastest point is always tried
+    before giving up. `measure(number)` returns (median, spread) in ms. Without a measure function the first point wins on its prediction alone.
     """
     attempts: list[dict[str, Any]] = []
     ratio = 1.0
-    candidates = list(front.iloc[::-1].itertuples(index=False))
-    while candidates and len(attempts) < MAX_WINNER_TRIES:
-        row = candidates.pop(0)
-        if attempts and row.predicted_latency_ms * ratio > target_ms:
+    rows = list(front.iloc[::-1].itertuples(index=False))  # best objective first, the fastest point last
+    for i, row in enumerate(rows):
+        if len(attempts) >= MAX_WINNER_TRIES:
+            break
+        last = i == len(rows) - 1  # the fastest point is tried even when it looks hopeless: the likeliest to meet
+        if attempts and row.predicted_latency_ms * ratio > target_ms and not last:
             continue
         point = {"number": int(row.number), "arch": row.arch, "macs": int(row.macs), "params": int(row.params),
                  "objective": float(row.objective), "predicted_latency_ms": float(row.predicted_latency_ms),
