@@ -97,6 +97,14 @@ def import_file(path: Path) -> ModuleType:
     return module
 
 
+def seeded_build(space, arch=None) -> torch.nn.Module:
+    """`build` with fixed conv weights (they come from torch's global RNG), so outputs, and the size check
+    in `assert_same`, do not depend on which tests ran before."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build(space, arch)
+
+
 def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Make BatchNorm statistics and affine terms and every bias non-trivial, so that a wrong eps, a
     missing bias or a swapped layer changes the outputs (fresh init leaves BN an identity)."""
@@ -150,9 +158,7 @@ def test_python_export_matches_toolkit(case: str, all_ops_file: Path, tmp_path: 
     assert imported_modules(text) == {"__future__", "torch"}
     module = import_file(path)
 
-    with torch.random.fork_rng(devices=[]):  # conv weights come from torch's global RNG: fix them, so the
-        torch.manual_seed(0)                  # outputs (and the size check in assert_same) do not depend on
-        theirs = randomize_(build(space, arch)).eval()  # which tests ran before
+    theirs = randomize_(seeded_build(space, arch)).eval()
     ours = module.build_model().eval()
     assert type(ours).__name__ == class_name_for(space)
     assert shapes(ours) == shapes(theirs)  # same keys, order and shapes: strict loads work both ways
@@ -190,7 +196,7 @@ def test_template_is_torch_only_and_matches_the_toolkit(all_ops_file: Path) -> N
     source = Path(export_template.__file__).read_text(encoding="utf-8")
     assert imported_modules(source) == {"__future__", "torch"}
     space = load_space(all_ops_file)
-    ours, theirs = standalone_model(space).eval(), randomize_(build(space)).eval()
+    ours, theirs = standalone_model(space).eval(), randomize_(seeded_build(space)).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
     with torch.no_grad():
         assert_same(ours(example(space)), theirs(example(space)))
@@ -283,7 +289,7 @@ def test_a_space_needs_an_arch(tmp_path: Path) -> None:
 # ---- weights ----
 
 def test_save_weights_loads_with_weights_only(tmp_path: Path) -> None:
-    model = randomize_(build(load_space(REFERENCES[0])))
+    model = randomize_(seeded_build(load_space(REFERENCES[0])))
     path = save_weights(model, tmp_path / "w.pth")
     state = torch.load(path, weights_only=True)
     assert list(state) == list(model.state_dict())
@@ -292,7 +298,7 @@ def test_save_weights_loads_with_weights_only(tmp_path: Path) -> None:
 
 def test_py_export_with_weights(all_ops_file: Path, tmp_path: Path) -> None:
     space = load_space(all_ops_file)
-    theirs = randomize_(build(space), seed=3).eval()
+    theirs = randomize_(seeded_build(space), seed=3).eval()
     source = save_weights(theirs, tmp_path / "trained.pt")
     out = export(space, None, "py", tmp_path / "best_model.py", weights=source)
     assert out == tmp_path / "best_model.py" and weights_path(out) == tmp_path / "best_model.pth"
@@ -355,7 +361,7 @@ def test_unreadable_weights_are_one_line(kind: str, tmp_path: Path) -> None:
 
 def test_torchscript_matches_at_any_input_size(all_ops_file: Path, tmp_path: Path) -> None:
     space = load_space(all_ops_file)
-    theirs = randomize_(build(space), seed=5).eval()
+    theirs = randomize_(seeded_build(space), seed=5).eval()
     path = export_torchscript(space, None, tmp_path / "net.pt", weights=theirs.state_dict())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -370,7 +376,7 @@ def test_onnx_matches_in_onnxruntime(all_ops_file: Path, tmp_path: Path) -> None
     import onnxruntime as ort
 
     space = load_space(all_ops_file)
-    theirs = randomize_(build(space), seed=7).eval()
+    theirs = randomize_(seeded_build(space), seed=7).eval()
     weights = save_weights(theirs, tmp_path / "w.pth")
     path = export_onnx(space, None, tmp_path / "net.onnx", weights=weights)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -405,7 +411,7 @@ def test_cli_export_py(all_ops_file: Path, tmp_path: Path, capsys) -> None:
 
 def test_cli_export_formats_from_suffix(all_ops_file: Path, tmp_path: Path, capsys) -> None:
     space = load_space(all_ops_file)
-    theirs = randomize_(build(space), seed=2).eval()
+    theirs = randomize_(seeded_build(space), seed=2).eval()
     weights = save_weights(theirs, tmp_path / "w.pth")
     ts, py = tmp_path / "net.ts", tmp_path / "net.py"
     assert cli.main(["export", str(all_ops_file), "--out", str(ts), "--weights", str(weights)]) == 0
