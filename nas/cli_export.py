@@ -21,16 +21,11 @@ def _format(args: argparse.Namespace) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from nas.errors import SpaceError
     from nas.export import class_name_for, export, weights_path
-    from nas.space import decisions, load_space
+    from nas.space import load_fixed
 
     fmt = _format(args)
-    space = load_space(args.file)
-    left = decisions(space)
-    if left:
-        raise SpaceError(args.file, "", f"not a fixed architecture: {len(left)} decisions left "
-                         f"(e.g. {left[0].name}); pick one with `nas arch sample`")
+    space = load_fixed(args.file)
     out = export(space, None, fmt, args.out, weights=args.weights, class_name=args.class_name,
                  num_classes=args.num_classes)
     what = f"class {class_name_for(space, args.class_name)}, " if fmt == "py" else ""

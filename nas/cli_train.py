@@ -17,15 +17,11 @@ def _print_warning(message: Any, category: type, filename: str, lineno: int, fil
 
 
 def _train(args: argparse.Namespace) -> int:
-    from nas.errors import DataWarning, SpaceError, TrainingError
-    from nas.space import decisions, load_space
+    from nas.errors import DataWarning, TrainingError
+    from nas.space import load_fixed
     from nas.train import train
 
-    space = load_space(args.arch)
-    left = decisions(space)
-    if left:
-        raise SpaceError(args.arch, "", f"not a fixed architecture: {len(left)} decisions left "
-                         f"(e.g. {left[0].name}); pick one with `nas arch sample`")
+    space = load_fixed(args.arch)
     import torch
 
     threads = torch.get_num_threads()

@@ -273,3 +273,15 @@ def load_space(path: str | os.PathLike) -> SearchSpace:
     """Load and fully validate a search space or fixed architecture YAML file."""
     data = read_yaml(path)
     return parse_space(data, str(path), base_dir=Path(path).parent)
+
+
+def load_fixed(path: str | os.PathLike) -> SearchSpace:
+    """`load_space` for commands that take one architecture: a file with decisions left is refused."""
+    from nas.space.arch import decisions
+
+    space = load_space(path)
+    left = decisions(space)
+    if left:
+        raise SpaceError(str(path), "", f"not a fixed architecture: {len(left)} decisions left "
+                         f"(e.g. {left[0].name}); pick one with `nas arch sample`")
+    return space
