@@ -18,7 +18,8 @@ import pandas as pd
 
 from nas.cost import CostModel
 from nas.errors import NasError
-from nas.latency import LatencyModel, open_table
+from nas.latency import LatencyModel
+from nas.latency import model_for as latency_model
 from nas.report import RunInfo, write_report
 from nas.search.results import pareto_frame, trials_frame
 from nas.search.run import Progress, Search, SearchOutcome, SearchSettings
@@ -58,22 +59,6 @@ class SearchResult:
             return None
         trial = self.outcome.study.get_trials(deepcopy=False)[best["number"]]
         return dict(trial.params)
-
-
-def latency_model(backend: str = "torch", threads: int | None = None, batch_size: int = 1,
-                  lut: str | os.PathLike | None = None, measure_missing: bool = True) -> LatencyModel:
-    """The latency table of this machine's profile (the per-user cache unless `lut` names a file)."""
-    from proxies.latency import LatencyTable, current_profile
-
-    if lut is not None and Path(lut).exists():
-        table = LatencyTable.load(lut)
-        if table.profile.remote:
-            return LatencyModel(table, measure_missing=False)
-    profile = current_profile(backend=backend, threads=threads or os.cpu_count() or 1, batch_size=batch_size)
-    if lut is not None and Path(lut).exists():
-        table.require_profile(profile)
-        return LatencyModel(table, measure_missing=measure_missing)
-    return LatencyModel(open_table(profile, lut), measure_missing=measure_missing)
 
 
 def _space(space: SearchSpace | str | os.PathLike) -> SearchSpace:

@@ -31,23 +31,11 @@ def progress(enabled: bool, desc: str, unit: str) -> Any:
 
 
 def latency_model(args: argparse.Namespace, *, path: str | None = None, measure_missing: bool = True) -> Any:
-    """The table for the profile the options describe; a table imported from a remote device
-    (`--lut FILE`) is used as it is and never measured into, since this machine is not that device."""
-    from pathlib import Path
+    """The table for the profile the options describe (`nas.latency.model_for`)."""
+    from nas.latency import model_for
 
-    from nas.latency import LatencyModel, open_table
-    from proxies.latency import LatencyTable, current_profile
-
-    target = path or getattr(args, "lut", None)
-    if target and Path(target).exists():  # load once: a large table's checksum is not free
-        table = LatencyTable.load(target)
-        if table.profile.remote:
-            return LatencyModel(table, measure_missing=False)
-        table.require_profile(current_profile(backend=args.backend, threads=args.threads,
-                                              batch_size=args.batch_size))
-        return LatencyModel(table, measure_missing=measure_missing)
-    profile = current_profile(backend=args.backend, threads=args.threads, batch_size=args.batch_size)
-    return LatencyModel(open_table(profile, target), measure_missing=measure_missing)
+    return model_for(args.backend, args.threads, args.batch_size, path or getattr(args, "lut", None) or None,
+                     measure_missing)
 
 
 def _build(args: argparse.Namespace) -> int:

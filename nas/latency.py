@@ -60,6 +60,25 @@ def open_table(profile: DeviceProfile, path: str | os.PathLike | None = None) ->
     return LatencyTable.create(profile, target)
 
 
+def model_for(backend: str = "torch", threads: int | None = None, batch_size: int = 1,
+              lut: str | os.PathLike | None = None, measure_missing: bool = True) -> LatencyModel:
+    """The table for this machine's profile: `lut` when it names a file, else the per-user cache.
+    A table imported from a remote device is used as it is and never measured into, since this
+    machine is not that device; any other table must match this machine's profile."""
+    from proxies.latency import current_profile
+
+    if lut is not None and Path(lut).exists():  # load once: a large table's checksum is not free
+        table = LatencyTable.load(lut)
+        if table.profile.remote:
+            return LatencyModel(table, measure_missing=False)
+    threads = threads if threads is not None else os.cpu_count() or 1
+    profile = current_profile(backend=backend, threads=threads, batch_size=batch_size)
+    if lut is not None and Path(lut).exists():
+        table.require_profile(profile)
+        return LatencyModel(table, measure_missing=measure_missing)
+    return LatencyModel(open_table(profile, lut), measure_missing=measure_missing)
+
+
 class LatencyModel:
     """Predicts latency from a table; measures (and records) missing units unless told not to."""
 
