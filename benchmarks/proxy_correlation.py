@@ -23,23 +23,22 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nas.search.objectives import DEFAULT_PROXY  # noqa: E402
-from nas.search.proxy_objectives import ProxyObjective, _model  # noqa: E402
+from nas.search.proxy_objectives import ProxyObjective  # noqa: E402
 from nas.stats import kendall, spearman  # noqa: E402
-from nas.space import load_space, plan, sample  # noqa: E402
+from nas.space import load_space, sample  # noqa: E402
 from nas.train import train  # noqa: E402
-from proxies.zero_cost import PROXIES, get_proxy, score  # noqa: E402
+from proxies.zero_cost import PROXIES  # noqa: E402
 
 ENSEMBLE = ["zen", "naswot", "synflow"]
 
 
 def proxy_time(name: str, space, archs, seed: int = 0) -> float:
     """Median seconds to build and score one candidate with `name`."""
+    proxy = ProxyObjective([name], seed=seed)  # builds the network and scores it, as the search does
     times = []
     for arch in archs:
         start = time.perf_counter()
-        model = _model(space, arch, seed)
-        options = {"batch_size": 8} if "batch_size" in get_proxy(name).options else {}
-        score(name, model, plan(space, arch).input_shape, seed=seed, **options)
+        proxy.raw(space, arch)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -7,7 +7,7 @@ import pytest
 
 from nas import api
 from nas.search.objectives import Metrics, get_objective
-from nas.search.proxy_objectives import ProxyObjective, _model
+from nas.search.proxy_objectives import ProxyObjective, seeded_model
 from nas.space import load_space, plan, sample
 from proxies.zero_cost import score
 from search_helpers import COSTS, TINY_SPACE, synthetic_model
@@ -23,7 +23,7 @@ def test_a_proxy_objective_is_the_proxy_of_the_built_network(tiny, tmp_path) -> 
                         measure=False, objective="synflow", sampler="random", seed=2, n_trials=6)
     space = load_space(tiny)
     for t in result.outcome.study.get_trials():
-        model = _model(space, t.params, seed=2)
+        model = seeded_model(space, t.params, seed=2)
         expected = score("synflow", model, plan(space, t.params).input_shape, seed=2)
         assert t.values[0] == pytest.approx(expected, rel=1e-12)
         assert t.user_attrs["objective"] == t.values[0]

@@ -26,7 +26,7 @@ PROXY_BATCH = 8  # inputs per proxy evaluation in the search: enough for naswot'
 CALIBRATION = 12  # random architectures that fix each proxy's scale in an ensemble
 
 
-def _model(space: SearchSpace, arch: Mapping[str, Any], seed: int) -> torch.nn.Module:
+def seeded_model(space: SearchSpace, arch: Mapping[str, Any], seed: int) -> torch.nn.Module:
     with torch.random.fork_rng(devices=[]):  # same weights for the same seed, global RNG untouched
         torch.manual_seed(seed)
         return build(space, arch).eval()
@@ -46,7 +46,7 @@ class ProxyObjective:
         """Each proxy's own value for `arch` at the search's resolution."""
         from proxies.zero_cost import get_proxy, score
 
-        model = _model(space, arch, self.seed)
+        model = seeded_model(space, arch, self.seed)
         shape = plan(space, arch).input_shape
         out = {}
         for n in self.names:
