@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from proxies.latency import LatencyError, Measurement, Summary, measure, pinned_threads, summarize
+from proxies.latency import (LatencyError, Measurement, Summary, measure, measure_interleaved, pinned_threads,
+                             summarize)
 from proxies.latency import harness
 from proxies.latency.harness import quantile
 
@@ -152,6 +153,71 @@ def test_measure_rejects_bad_options(kwargs, message):
     with pytest.raises(ValueError) as info:
         measure(lambda: None, **kwargs)
     assert str(info.value) == message
+
+
+# --- measure_interleaved: rotation on a scripted clock ------------------------------------------
+
+
+class Rotation:
+    """Callables that log their calls and advance a shared fake clock by their own scripted durations."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, durations: dict[str, Iterable[float]]) -> None:
+        self.now = 0
+        self.log: list[str] = []
+        self.durations = {name: iter(d) for name, d in durations.items()}
+        monkeypatch.setattr(harness, "time", SimpleNamespace(perf_counter_ns=lambda: self.now))
+
+    def fn(self, name: str):
+        def call() -> None:
+            self.log.append(name)
+            self.now += round(next(self.durations[name]) * 1_000_000)
+        return call
+
+
+def test_interleaved_calls_each_callable_in_turn(monkeypatch):
+    r = Rotation(monkeypatch, {"a": forever(1.0), "b": forever(2.0), "c": forever(3.0)})
+    ms = measure_interleaved([r.fn("a"), r.fn("b"), r.fn("c")], warmup=2, min_runs=4, max_rounds=1)
+    assert r.log == ["a", "a", "b", "b", "c", "c"] + ["a", "b", "c"] * 4  # warm-up, then rotation
+    assert [m.median_ms for m in ms] == [1.0, 2.0, 3.0]
+    assert all(m.runs == 4 and m.rounds == 1 and m.discarded == 0 for m in ms)
+
+
+def test_interleaved_gives_only_the_wide_callables_another_round(monkeypatch):
+    r = Rotation(monkeypatch, {"steady": forever(1.0), "wide": forever(1.0, 3.0)})
+    steady, wide = measure_interleaved([r.fn("steady"), r.fn("wide")], warmup=0, min_runs=4, max_rounds=3,
+                                       target_rel_spread=0.10)
+    assert r.log == ["steady", "wide"] * 4 + ["wide"] * 8  # rounds 2 and 3 time only the wide one
+    assert steady == Measurement(median_ms=1.0, spread_ms=0.0, runs=4, rounds=1, discarded=0)
+    assert (wide.rounds, wide.runs + wide.discarded, wide.median_ms) == (3, 12, 2.0)
+
+
+def test_interleaved_spreads_a_slow_spell_over_every_callable(monkeypatch):
+    # Two equal callables; the machine is 3x slower for the first 10 calls. Timed one after the
+    # other, the first takes all of the slow spell; in rotation both see the same share.
+    slow_then_fast = lambda: iter([3.0] * 10 + [1.0] * 100)  # noqa: E731
+    shared = slow_then_fast()
+    r = Rotation(monkeypatch, {"a": shared, "b": shared})
+    a, b = measure_interleaved([r.fn("a"), r.fn("b")], warmup=0, min_runs=10, max_rounds=1)
+    assert a.median_ms == b.median_ms
+    c = ScriptedClock(slow_then_fast())
+    monkeypatch.setattr(harness, "time", SimpleNamespace(perf_counter_ns=c.perf_counter_ns))
+    alone = [measure(c.fn, warmup=0, min_runs=10, min_time_s=0.0, max_rounds=1).median_ms for _ in range(2)]
+    assert alone == [3.0, 1.0]
+
+
+def test_interleaved_syncs_inside_every_timed_call_and_restores_gc(monkeypatch):
+    import gc
+
+    r = Rotation(monkeypatch, {"a": forever(1.0), "b": forever(1.0)})
+    syncs = []
+    measure_interleaved([r.fn("a"), r.fn("b")], warmup=1, min_runs=3, max_rounds=1, sync=lambda: syncs.append(1))
+    assert len(syncs) == 1 + 2 * 3 and gc.isenabled()
+
+
+def test_interleaved_rejects_bad_options_and_accepts_nothing_to_time():
+    with pytest.raises(ValueError, match="min_runs must be an integer >= 1, got 0"):
+        measure_interleaved([lambda: None], min_runs=0)
+    assert measure_interleaved([]) == []
 
 
 def test_measure_on_the_real_clock_gives_a_positive_median():

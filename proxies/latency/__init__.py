@@ -15,9 +15,10 @@ Typical use::
 
 from __future__ import annotations
 
-from proxies.latency.backends import Runner, export_onnx, measure_module, pinned_cpus, pinned_threads, prepare
+from proxies.latency.backends import (Runner, export_onnx, measure_module, measure_modules, pinned_cpus,
+                                      pinned_threads, prepare)
 from proxies.latency.errors import LatencyError, ProfileMismatchError, TableError
-from proxies.latency.harness import Measurement, Summary, measure, summarize
+from proxies.latency.harness import Measurement, Summary, measure, measure_interleaved, summarize
 from proxies.latency.profile import BACKENDS, DeviceProfile, current_profile
 from proxies.latency.records import Correction, Entry
 from proxies.latency.table import LatencyTable
@@ -25,5 +26,6 @@ from proxies.latency.table import LatencyTable
 __all__ = [
     "BACKENDS", "Correction", "DeviceProfile", "Entry", "LatencyError", "LatencyTable", "Measurement",
     "ProfileMismatchError", "Runner", "Summary", "TableError", "current_profile", "export_onnx", "measure",
-    "measure_module", "pinned_cpus", "pinned_threads", "prepare", "summarize",
+    "measure_interleaved", "measure_module", "measure_modules", "pinned_cpus", "pinned_threads", "prepare",
+    "summarize",
 ]

@@ -21,10 +21,10 @@ import torch
 
 from proxies.atomic import write_bytes_atomic
 from proxies.latency.errors import LatencyError, ProfileMismatchError
-from proxies.latency.harness import Measurement, measure
+from proxies.latency.harness import Measurement, measure, measure_interleaved
 from proxies.latency.profile import DeviceProfile, current_profile
 
-__all__ = ["Runner", "export_onnx", "measure_module", "pinned_cpus", "pinned_threads", "prepare"]
+__all__ = ["Runner", "export_onnx", "measure_module", "measure_modules", "pinned_cpus", "pinned_threads", "prepare"]
 
 INPUT_SEED = 0  #: seed of the random input every backend feeds (same input, comparable outputs)
 ONNX_OPSET = 18
@@ -281,6 +281,18 @@ def pinned_cpus(cpus: Iterable[int] | None) -> Iterator[None]:
                 os.sched_setaffinity(tid, mask)
 
 
+def _cpus_for(profile: DeviceProfile, cpus: Iterable[int] | None) -> list[int] | None:
+    """Check that `profile` describes this machine and that its threads fit the pinned cpus."""
+    here = current_profile(profile.backend, profile.threads, profile.batch_size, profile.dtype, profile.layout)
+    diffs = profile.differences(here, labels=("profile", "here"))
+    if diffs:
+        raise ProfileMismatchError(f"profile {profile.id} is not this machine's: {', '.join(diffs)}", diffs)
+    cpu_list = None if cpus is None else sorted(set(cpus))
+    if cpu_list is not None and profile.threads > len(cpu_list):
+        raise LatencyError(f"threads {profile.threads} exceeds the {len(cpu_list)} pinned cpu(s) {cpu_list}")
+    return cpu_list
+
+
 def measure_module(module: torch.nn.Module, input_shape: Sequence[int], profile: DeviceProfile, *,
                    cpus: Iterable[int] | None = None, copy: bool = True, **measure_kwargs: Any) -> Measurement:
     """Latency of one inference of `module` on `profile`: prepare, pin threads (and cpus), measure.
@@ -289,14 +301,22 @@ def measure_module(module: torch.nn.Module, input_shape: Sequence[int], profile:
     settings); otherwise ProfileMismatchError, so no table gets foreign numbers.
     `measure_kwargs` go to `measure` (warmup, min_runs, min_time_s, ...).
     """
-    here = current_profile(profile.backend, profile.threads, profile.batch_size, profile.dtype, profile.layout)
-    diffs = profile.differences(here, labels=("profile", "here"))
-    if diffs:
-        raise ProfileMismatchError(f"profile {profile.id} is not this machine's: {', '.join(diffs)}", diffs)
-    cpu_list = None if cpus is None else sorted(set(cpus))
-    if cpu_list is not None and profile.threads > len(cpu_list):
-        raise LatencyError(f"threads {profile.threads} exceeds the {len(cpu_list)} pinned cpu(s) {cpu_list}")
+    cpu_list = _cpus_for(profile, cpus)
     with pinned_threads(profile.threads):
         runner = prepare(module, input_shape, profile, copy=copy)
         with pinned_cpus(cpu_list):
             return measure(runner.run, sync=runner.sync, **measure_kwargs)
+
+
+def measure_modules(items: Sequence[tuple[torch.nn.Module, Sequence[int]]], profile: DeviceProfile, *,
+                    cpus: Iterable[int] | None = None, copy: bool = True,
+                    **measure_kwargs: Any) -> list[Measurement]:
+    """Latencies of several (module, input_shape) pairs timed in rotation (`measure_interleaved`),
+    so that all of them see the same stretch of a drifting machine. Same checks as `measure_module`;
+    `measure_kwargs` go to `measure_interleaved` (warmup, min_runs, max_rounds, target_rel_spread)."""
+    cpu_list = _cpus_for(profile, cpus)
+    with pinned_threads(profile.threads):
+        runners = [prepare(module, shape, profile, copy=copy) for module, shape in items]
+        sync = runners[0].sync if runners else None
+        with pinned_cpus(cpu_list):
+            return measure_interleaved([r.run for r in runners], sync=sync, **measure_kwargs)

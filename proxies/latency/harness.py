@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
 
-__all__ = ["Measurement", "Summary", "measure", "quantile", "summarize"]
+__all__ = ["Measurement", "Summary", "measure", "measure_interleaved", "quantile", "summarize"]
 
 #: A round stops after this many calls even if min_time_s is not reached (a bound for ~zero-cost fns).
 MAX_CALLS_PER_ROUND = 100_000
@@ -124,3 +124,52 @@ def measure(fn: Callable[[], object], *, warmup: int = 5, min_runs: int = 15, mi
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def measure_interleaved(fns: Sequence[Callable[[], object]], *, warmup: int = 2, min_runs: int = 10,
+                        max_rounds: int = 2, target_rel_spread: float = 0.10,
+                        sync: Callable[[], None] | None = None) -> list[Measurement]:
+    """Time several callables in rotation: one call of each in turn, `min_runs` turns per round.
+
+    Why: a shared machine's speed drifts from one second to the next (8% between
+    one-second slices here).  Timing one callable for a second and then the next
+    hands each its own slice of that drift; in rotation, every callable's runs
+    are spread over the same stretch of time, so a slow second is shared by all
+    of them instead of landing on one.  After each round, the callables whose
+    kept runs' IQR / median still exceeds `target_rel_spread` go round again
+    (only those), up to `max_rounds`.  Each result counts its own rounds.
+    """
+    _check_options(warmup, min_runs, 0.0, max_rounds, target_rel_spread)
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    if sync is not None:
+        sync()
+    times: list[list[float]] = [[] for _ in fns]
+    results: list[Measurement | None] = [None] * len(fns)
+    active = list(range(len(fns)))
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        rounds = 0
+        while active:
+            rounds += 1
+            for _ in range(min_runs):
+                for i in active:
+                    start = time.perf_counter_ns()
+                    fns[i]()
+                    if sync is not None:
+                        sync()
+                    times[i].append((time.perf_counter_ns() - start) / 1e6)
+            wide = []
+            for i in active:
+                summary = summarize(times[i])
+                results[i] = Measurement(median_ms=summary.median, spread_ms=summary.spread, runs=summary.kept,
+                                         rounds=rounds, discarded=summary.discarded)
+                if results[i].rel_spread > target_rel_spread and rounds < max_rounds:
+                    wide.append(i)
+            active = wide
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return [r for r in results if r is not None]

@@ -59,7 +59,9 @@ class Correction:
 
     ``per_unit_ms`` is the overhead (or fusion saving, when negative) per unit that a plain
     sum misses; ``n`` networks were used for the fit; ``mape`` is its mean absolute
-    percentage error (a fraction).
+    percentage error (a fraction). ``reference_ms`` is the median time of the fit's reference
+    network while the fit networks were timed: the machine speed the correction describes, so
+    later end-to-end measurements can be expressed at that same speed.
     """
 
     scale: float
@@ -67,6 +69,7 @@ class Correction:
     n: int
     mape: float
     per_unit_ms: float = 0.0
+    reference_ms: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", _number("scale", self.scale, negative_ok=True))
@@ -74,6 +77,8 @@ class Correction:
         object.__setattr__(self, "per_unit_ms", _number("per_unit_ms", self.per_unit_ms, negative_ok=True))
         _count("n", self.n, 0)
         object.__setattr__(self, "mape", _number("mape", self.mape))
+        if self.reference_ms is not None:
+            object.__setattr__(self, "reference_ms", _number("reference_ms", self.reference_ms))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields, in declaration order."""
