@@ -128,6 +128,10 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"  MAPE           {report['mape']:.2%}")
     print(f"  Spearman       {report['spearman']:.4f}")
     print(f"  Kendall        {report['kendall']:.4f}")
+    raw = report["raw"]
+    print(f"  (figures above are drift-corrected by a reference network timed beside each group; against the "
+          f"raw medians: within +-10% {raw['within_10pct']:.1%}, MAPE {raw['mape']:.2%}, "
+          f"Spearman {raw['spearman']:.4f}; the reference moved {report['drift_cv']:.1%} between groups)")
     if report["measurement_cv"] is not None:
         print(f"  noise floor    a network's end-to-end figure moved {report['measurement_cv']:.1%} (median CV) "
               f"between its {report['passes']} passes")
@@ -172,7 +176,7 @@ def register(groups: Any) -> None:
     p.add_argument("--space", required=True, help="search space YAML")
     add_profile_options(p, lut=False)
     p.add_argument("--out", metavar="FILE", help="table file (default: the per-user cache, one file per profile)")
-    p.add_argument("--fit", type=int, default=12, help="networks measured end to end to fit the correction (0: none)")
+    p.add_argument("--fit", type=int, default=20, help="networks measured end to end to fit the correction (0: none)")
     p.add_argument("--refit", action="store_true", help="fit the correction again even if the table has one")
     p.add_argument("--passes", type=int, default=1,
                    help="sweeps over the new units; each entry keeps the median (default 1)")
@@ -190,7 +194,7 @@ def register(groups: Any) -> None:
     p.add_argument("--samples", type=int, default=100, help="random networks to measure (default 100)")
     p.add_argument("--seed", type=int, default=0)
     add_profile_options(p)
-    p.add_argument("--fit", type=int, default=12, help="networks to fit the correction on if the table has none")
+    p.add_argument("--fit", type=int, default=20, help="networks to fit the correction on if the table has none")
     p.add_argument("--refit", action="store_true", help="fit the correction again even if the table has one")
     p.add_argument("--passes", type=int, default=3,
                    help="interleaved sweeps over the networks; each keeps its median (default 3)")

@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 
+import numpy as np
 import pytest
 
 import nas.latency as latency
@@ -36,28 +37,30 @@ def space(write_yaml):
     return load_space(write_yaml(TINY))
 
 
+class FakeNetwork:
+    """Stands in for a built network: the scripted measurer reads its arch."""
+
+    def __init__(self, arch):
+        self.arch = arch
+
+
 @pytest.fixture
 def scripted(monkeypatch, space):
-    """measure_module returns exact figures: units by input shape, networks as 0.8*sum + 0.05*units + 1.5."""
-    networks = {}
-
-    def measure(module, input_shape, profile, **_):
-        if input_shape in networks:
-            ms = networks[input_shape]
-        else:
-            ms = fake_unit_ms(input_shape)
-        return Measurement(median_ms=ms, spread_ms=ms / 20, runs=10, rounds=1, discarded=0)
+    """measure_modules returns exact figures: units by input shape, networks as 0.8*sum + 0.05*units + 1.5."""
 
     def truth(arch):
         units = plan(space, arch).units
         return 0.8 * sum(fake_unit_ms(u.key.input_shape) for u in units) + 0.05 * len(units) + 1.5
 
-    def measure_network(self, sp, arch=None):
-        ms = truth(arch)
-        return Measurement(median_ms=ms, spread_ms=0.0, runs=10, rounds=1, discarded=0)
+    def measure(items, profile, **_):
+        out = []
+        for module, input_shape in items:
+            ms = truth(module.arch) if isinstance(module, FakeNetwork) else fake_unit_ms(input_shape)
+            out.append(Measurement(median_ms=ms, spread_ms=ms / 20, runs=10, rounds=1, discarded=0))
+        return out
 
-    monkeypatch.setattr(latency, "measure_module", measure)
-    monkeypatch.setattr(LatencyModel, "measure_network", measure_network)
+    monkeypatch.setattr(latency, "measure_modules", measure)
+    monkeypatch.setattr(LatencyModel, "network", lambda self, sp, arch=None: (FakeNetwork(arch), None))
     return truth
 
 
@@ -93,10 +96,10 @@ def test_fill_measures_each_unit_once_and_sums(scripted, space, model) -> None:
 def test_fill_passes_keep_the_median(monkeypatch, space, model) -> None:
     values = itertools.cycle([3.0, 1.0, 2.0])
 
-    def measure(module, input_shape, profile, **_):
-        return Measurement(median_ms=next(values), spread_ms=0.1, runs=10, rounds=1, discarded=0)
+    def measure(items, profile, **_):
+        return [Measurement(median_ms=next(values), spread_ms=0.1, runs=10, rounds=1, discarded=0) for _ in items]
 
-    monkeypatch.setattr(latency, "measure_module", measure)
+    monkeypatch.setattr(latency, "measure_modules", measure)
     unit = next(iter(unique_units(space).values()))
     model.fill(space, [unit], passes=3)
     entry = model.table.get(unit.text)
@@ -165,3 +168,55 @@ def test_validate_reports_the_noise_floor(scripted, space, model) -> None:
     report = validate(model, space, n=5, seed=0, passes=2)
     assert report["measurement_cv"] == 0.0  # the scripted measurer never varies
     assert validate(model, space, n=5, seed=0, passes=1)["measurement_cv"] is None
+
+
+def test_reference_network_cancels_a_group_wide_slowdown(monkeypatch, space, model) -> None:
+    """Each group runs at its own speed (a drifting machine); the reference timed in the same
+    rotation moves with it, so the rescaled figures are exact while the raw ones are not."""
+    speeds = itertools.cycle([1.0, 1.3, 0.8, 1.1])
+
+    def truth(arch):
+        return sum(fake_unit_ms(u.key.input_shape) for u in plan(space, arch).units)
+
+    def measure(items, profile, **_):
+        speed = next(speeds)
+        return [Measurement(median_ms=truth(m.arch) * speed, spread_ms=0.0, runs=10, rounds=1, discarded=0)
+                for m, _ in items]
+
+    monkeypatch.setattr(latency, "measure_modules", measure)
+    monkeypatch.setattr(LatencyModel, "network", lambda self, sp, arch=None: (FakeNetwork(arch), None))
+    archs = [sample(space, i) for i in range(20)]
+    ref = latency.reference_arch(space)
+    expected = [truth(a) for a in archs]
+    scaled = model.measure_networks(space, archs, passes=3, reference=ref)
+    # One common factor (the reference's median speed over all groups) for every network ...
+    factors = np.array(scaled) / expected
+    assert np.ptp(factors) == pytest.approx(0, abs=1e-12) and 0.8 <= factors[0] <= 1.3
+    # ... while the raw medians carry each network's own share of slow and fast groups.
+    assert np.ptp(np.array(model.last_raw) / expected) > 0.05
+    assert model.last_drift_cv > 0.1
+    assert model.measure_networks(space, archs, passes=3) == model.last_raw  # no reference: raw medians
+
+
+def test_fit_records_the_reference_speed_and_validation_uses_it(monkeypatch, space, model) -> None:
+    """A machine 20% slower while validating than while fitting: validation expressed at the fit's
+    reference speed still agrees exactly, and the raw figures show the slowdown."""
+    speed = {"now": 1.0}
+
+    def truth(arch):
+        return sum(fake_unit_ms(u.key.input_shape) for u in plan(space, arch).units)
+
+    def measure(items, profile, **_):
+        return [Measurement(median_ms=(truth(m.arch) if isinstance(m, FakeNetwork) else fake_unit_ms(shape))
+                            * speed["now"], spread_ms=0.0, runs=10, rounds=1, discarded=0) for m, shape in items]
+
+    monkeypatch.setattr(latency, "measure_modules", measure)
+    monkeypatch.setattr(LatencyModel, "network", lambda self, sp, arch=None: (FakeNetwork(arch), None))
+    model.fill(space, list(unique_units(space).values()))  # the whole table at the fit's speed
+    c = model.fit_correction(space, n=8, passes=1)
+    assert c.reference_ms == pytest.approx(truth(latency.reference_arch(space)))
+    speed["now"] = 1.2
+    report = validate(model, space, n=10, passes=2)
+    assert report["within_10pct"] == 1.0 and report["mape"] == pytest.approx(0, abs=1e-9)
+    assert report["raw"]["mape"] == pytest.approx(1 - 1 / 1.2)
+    assert report["reference_ms"] == c.reference_ms
