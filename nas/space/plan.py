@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from operator import itemgetter
 from typing import Any, Mapping
 
 from nas.errors import ArchError
@@ -83,58 +84,93 @@ def plan(space: SearchSpace, values: Mapping[str, Any]) -> NetPlan:
         return value
 
     values = getattr(values, "_index", values)  # an Arch's plain dict: C-speed lookups on the hot path
-    units: list[Unit] = []
-    res = pick("res", space.resolution)
-    shape = (space.in_channels, res, res)
-
-    def add(stage: str, index: int, config: BlockConfig) -> None:
-        nonlocal shape
-        units.append(Unit(stage, index, BlockKey(config, shape)))
-        size = out_size(shape[1], config.stride) if config.op != "global_pool" and config.op != "classifier" else 1
-        shape = (config.cout, size, size)
-
-    stem = space.stem
-    add("stem", 0, BlockConfig(op="conv_bn_act", cin=shape[0], cout=space.channels(stem.out),
-                               stride=stem.stride, kernel=stem.kernel, act=stem.act))
-    if stem.pool == "max":
-        add("stem", 1, BlockConfig(op="max_pool", cin=shape[0], cout=shape[0], stride=2, kernel=3))
-
     memo: dict = space._memo  # type: ignore[attr-defined]
+    res = pick("res", space.resolution)
+    units: list[Unit] = list(_memo_units(memo, ("stem", res), lambda: _stem_units(space, res)))
+    shape = _shape_after(units[-1])
+
     for si, stage in enumerate(space.stages):
         depth = pick(f"{stage.name}.depth", stage.depth)
-        cout = space.channels(pick(f"{stage.name}.width", stage.width))
+        width = pick(f"{stage.name}.width", stage.width)
+        cout = memo.get(("channels", width))
+        if cout is None:
+            cout = memo[("channels", width)] = space.channels(width)
         for j in range(depth):
             names = memo.get((si, j))
             if names is None:  # only real decisions are picked per candidate; fixed fields are constant
                 choices = stage.blocks[j].choices
+                decisions = tuple((f, f"{stage.name}.b{j}.{f}", ch) for f, ch in choices.items() if len(ch) > 1)
                 names = memo[(si, j)] = (
-                    tuple((f, f"{stage.name}.b{j}.{f}", ch) for f, ch in choices.items() if len(ch) > 1),
+                    decisions,
                     {f: ch[0] for f, ch in choices.items() if len(ch) == 1},
+                    itemgetter(*[name for _, name, _ in decisions]) if decisions else None,  # C-speed picks
                 )
             try:
-                chosen = tuple([values[name] for _, name, _ in names[0]])
+                chosen = names[2](values) if names[2] is not None else ()
             except KeyError as exc:
                 raise ArchError(f"{space.file}: the architecture gives no value for decision {exc.args[0]!r}") from None
             keep_3x3 = j == 0 and depth == 1 and stage.stride == 1
             # Units repeat across candidates: resolve each distinct one once per space.
             memo_key = (si, j, chosen, shape, cout, keep_3x3)
-            unit = memo.get(memo_key)
-            if unit is None:  # values are checked on a miss; a hit means they were checked before
+            hit = memo.get(memo_key)
+            if hit is None:  # values are checked on a miss; a hit means they were checked before
                 fields = {**names[1], **{f: pick(name, ch) for (f, name, ch) in names[0]}}
                 config = block_config(fields, shape[0], cout, stage.stride if j == 0 else 1,
                                       first_unit=si == 0 and j == 0, keep_3x3=keep_3x3)
-                unit = memo[memo_key] = Unit(stage.name, j, BlockKey(config, shape))
-            units.append(unit)
-            shape = (cout, out_size(shape[1], unit.key.config.stride), out_size(shape[2], unit.key.config.stride))
+                unit = Unit(stage.name, j, BlockKey(config, shape))
+                hit = memo[memo_key] = (unit, _shape_after(unit))
+            units.append(hit[0])
+            shape = hit[1]
 
-    head = space.head
-    if head.conv_out is not None:
-        add("head", 0, BlockConfig(op="conv_bn_act", cin=shape[0], cout=space.head_channels(head.conv_out),
-                                   stride=1, kernel=1, act=head.conv_act))
-    add("head", len([u for u in units if u.stage == "head"]),
-        BlockConfig(op="global_pool", cin=shape[0], cout=shape[0], pool=head.pool))
-    add("head", len([u for u in units if u.stage == "head"]),
-        BlockConfig(op="classifier", cin=shape[0], cout=space.num_classes,
-                    hidden=space.head_channels(head.hidden) if head.hidden else 0,
-                    act=head.hidden_act if head.hidden else "none", dropout=head.dropout, bias=head.bias))
+    units.extend(_memo_units(memo, ("head", shape), lambda: _head_units(space, shape)))
     return NetPlan(resolution=res, units=tuple(units))
+
+
+def _memo_units(memo: dict, key: tuple, make) -> tuple[Unit, ...]:
+    """Stem and head units depend only on their input shape: make them once per space and shape."""
+    units = memo.get(key)
+    if units is None:
+        units = memo[key] = make()
+    return units
+
+
+def _shape_after(unit: Unit) -> tuple[int, int, int]:
+    config, (_, h, w) = unit.key.config, unit.key.input_shape
+    if config.op in ("global_pool", "classifier"):
+        return (config.cout, 1, 1)
+    return (config.cout, out_size(h, config.stride), out_size(w, config.stride))
+
+
+def _chain(stage: str, configs: list[BlockConfig], shape: tuple[int, int, int]) -> tuple[Unit, ...]:
+    """Units for `configs` applied in order to an input of `shape`, indexed within `stage`."""
+    units = []
+    for index, config in enumerate(configs):
+        units.append(Unit(stage, index, BlockKey(config, shape)))
+        shape = _shape_after(units[-1])
+    return tuple(units)
+
+
+def _stem_units(space: SearchSpace, res: int) -> tuple[Unit, ...]:
+    stem = space.stem
+    cout = space.channels(stem.out)
+    configs = [BlockConfig(op="conv_bn_act", cin=space.in_channels, cout=cout, stride=stem.stride,
+                           kernel=stem.kernel, act=stem.act)]
+    if stem.pool == "max":
+        configs.append(BlockConfig(op="max_pool", cin=cout, cout=cout, stride=2, kernel=3))
+    return _chain("stem", configs, (space.in_channels, res, res))
+
+
+def _head_units(space: SearchSpace, shape: tuple[int, int, int]) -> tuple[Unit, ...]:
+    head = space.head
+    channels = shape[0]
+    configs = []
+    if head.conv_out is not None:
+        channels = space.head_channels(head.conv_out)
+        configs.append(BlockConfig(op="conv_bn_act", cin=shape[0], cout=channels, stride=1, kernel=1,
+                                   act=head.conv_act))
+    configs.append(BlockConfig(op="global_pool", cin=channels, cout=channels, pool=head.pool))
+    configs.append(BlockConfig(op="classifier", cin=channels, cout=space.num_classes,
+                               hidden=space.head_channels(head.hidden) if head.hidden else 0,
+                               act=head.hidden_act if head.hidden else "none", dropout=head.dropout,
+                               bias=head.bias))
+    return _chain("head", configs, shape)
