@@ -181,6 +181,10 @@ def _onnxruntime_runner(module: torch.nn.Module, x: torch.Tensor, profile: Devic
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
+    # Idle intra-op threads spin by default. Units and networks are timed in rotation, so dozens
+    # of sessions live at once, and their spinning pools starved each other on 2 cores (runs of
+    # 2 ms units jumped to 50 ms). Without spinning, a session's threads sleep between calls.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # The TorchScript-based exporter is ~20x faster per block than the dynamo one (which
     # costs over a second per block here): it decides whether a table of thousands of units
     # is minutes or hours. Fall back to dynamo where the legacy exporter is gone or fails.
