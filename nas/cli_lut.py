@@ -172,7 +172,8 @@ def register(groups: Any) -> None:
     lut = groups.add_parser("lut", help="on-device latency lookup tables")
     cmds = lut.add_subparsers(dest="command", required=True, metavar="{build,show,validate,export-ops,import}")
 
-    p = cmds.add_parser("build", help="measure every unique unit of a space into a latency table (resumable: a kill loses at most the group of 32 units being timed)")
+    p = cmds.add_parser("build", help="measure every unique unit of a space into a latency table "
+                                      "(resumable: a kill loses at most the group of 32 units being timed)")
     p.add_argument("--space", required=True, help="search space YAML")
     add_profile_options(p, lut=False)
     p.add_argument("--out", metavar="FILE", help="table file (default: the per-user cache, one file per profile)")
