@@ -235,38 +235,37 @@ class LatencyModel:
         Each sweep reshuffles the groups, so a network's figure is the median of timings taken
         minutes apart and beside different company. With `reference` (an arch), every group also
         times that one network, and each figure is rescaled by the reference's median over the
-        whole call divided by its time in that group: on this machine whole groups run 9% faster
-        or slower than others, and the reference, timed in the same rotation, moves with them.
-        `level_ms` replaces that median (the reference's time when a correction was fitted, so
-        validation is expressed at the speed the fit describes); the level used is kept in
-        `last_reference_ms`. The raw medians are kept in `last_raw`, the reference's spread across groups in
-        `last_drift_cv`.
+        whole call divided by its time in that group: on this machine whole groups run 7-18%
+        faster or slower than others, and the reference, timed in the same rotation, moves with
+        them. `level_ms` replaces that median (the reference's time when a correction was fitted,
+        so validation is expressed at the speed the fit describes). Kept for the caller: the level
+        used (`last_reference_ms`), the raw medians (`last_raw`) and the reference's spread across
+        groups (`last_drift_cv`).
         """
         raw: list[list[float]] = [[] for _ in archs]
-        ref_in_group: list[list[float]] = [[] for _ in archs]
+        beside: list[list[float]] = [[] for _ in archs]  # the reference's time in each of a network's groups
         order = [(p, i) for p in range(max(1, passes)) for i in _shuffled(range(len(archs)), SHUFFLE_SEED + p)]
-        ref_net = None if reference is None else self.network(space, reference)
+        extra = [] if reference is None else [self.network(space, reference)]
         for batch in _batches(progress(order) if progress else order, NETWORK_GROUP):
             groups: dict[int, list[int]] = {}
             for p, i in batch:  # a batch may straddle two sweeps: a network never meets itself
                 groups.setdefault(p, []).append(i)
             for members in groups.values():
-                items = [self.network(space, archs[i]) for i in members] + ([ref_net] if ref_net else [])
+                items = [self.network(space, archs[i]) for i in members] + extra
                 figures = measure_modules(items, self.profile, copy=False, **NETWORK_MEASURE)
                 for i, m in zip(members, figures):
                     raw[i].append(m.median_ms)
-                    ref_in_group[i].append(figures[-1].median_ms if ref_net else 1.0)
-        self.last_pass_spread = [float(np.std(r) / np.mean(r)) for r in raw]
+                    beside[i].append(figures[-1].median_ms)
         self.last_raw = [float(np.median(r)) for r in raw]
-        if ref_net is None:
-            self.last_drift_cv = None
-            return self.last_raw
-        refs = np.array([r for rs in ref_in_group for r in rs])
-        self.last_drift_cv = float(np.std(refs) / np.mean(refs))
-        level = self.last_reference_ms = float(np.median(refs) if level_ms is None else level_ms)
-        scaled = [[m * level / r for m, r in zip(ms, rs)] for ms, rs in zip(raw, ref_in_group)]
-        self.last_pass_spread = [float(np.std(r) / np.mean(r)) for r in scaled]
-        return [float(np.median(r)) for r in scaled]
+        self.last_drift_cv = None
+        runs = raw
+        if extra:
+            refs = np.array([r for rs in beside for r in rs])
+            self.last_drift_cv = float(np.std(refs) / np.mean(refs))
+            level = self.last_reference_ms = float(np.median(refs) if level_ms is None else level_ms)
+            runs = [[m * level / r for m, r in zip(ms, rs)] for ms, rs in zip(raw, beside)]
+        self.last_pass_spread = [float(np.std(r) / np.mean(r)) for r in runs]
+        return [float(np.median(r)) for r in runs]
 
     def fit_correction(self, space: SearchSpace, n: int = 20, seed: int = 0, passes: int = 3,
                        progress: Callable[[Iterable], Iterable] | None = None) -> Correction:

@@ -44,13 +44,21 @@ class FakeNetwork:
         self.arch = arch
 
 
+def fake_networks(monkeypatch) -> None:
+    """LatencyModel.network builds nothing: it hands the scripted measurer a FakeNetwork."""
+    monkeypatch.setattr(LatencyModel, "network", lambda self, sp, arch=None: (FakeNetwork(arch), None))
+
+
+def units_sum(space, arch) -> float:
+    return sum(fake_unit_ms(u.key.input_shape) for u in plan(space, arch).units)
+
+
 @pytest.fixture
 def scripted(monkeypatch, space):
     """measure_modules returns exact figures: units by input shape, networks as 0.8*sum + 0.05*units + 1.5."""
 
     def truth(arch):
-        units = plan(space, arch).units
-        return 0.8 * sum(fake_unit_ms(u.key.input_shape) for u in units) + 0.05 * len(units) + 1.5
+        return 0.8 * units_sum(space, arch) + 0.05 * len(plan(space, arch).units) + 1.5
 
     def measure(items, profile, **_):
         out = []
@@ -60,7 +68,7 @@ def scripted(monkeypatch, space):
         return out
 
     monkeypatch.setattr(latency, "measure_modules", measure)
-    monkeypatch.setattr(LatencyModel, "network", lambda self, sp, arch=None: (FakeNetwork(arch), None))
+    fake_networks(monkeypatch)
     return truth
 
 
@@ -175,19 +183,16 @@ def test_reference_network_cancels_a_group_wide_slowdown(monkeypatch, space, mod
     rotation moves with it, so the rescaled figures are exact while the raw ones are not."""
     speeds = itertools.cycle([1.0, 1.3, 0.8, 1.1])
 
-    def truth(arch):
-        return sum(fake_unit_ms(u.key.input_shape) for u in plan(space, arch).units)
-
     def measure(items, profile, **_):
         speed = next(speeds)
-        return [Measurement(median_ms=truth(m.arch) * speed, spread_ms=0.0, runs=10, rounds=1, discarded=0)
-                for m, _ in items]
+        return [Measurement(median_ms=units_sum(space, m.arch) * speed, spread_ms=0.0, runs=10, rounds=1,
+                            discarded=0) for m, _ in items]
 
     monkeypatch.setattr(latency, "measure_modules", measure)
-    monkeypatch.setattr(LatencyModel, "network", lambda self, sp, arch=None: (FakeNetwork(arch), None))
+    fake_networks(monkeypatch)
     archs = [sample(space, i) for i in range(20)]
     ref = latency.reference_arch(space)
-    expected = [truth(a) for a in archs]
+    expected = [units_sum(space, a) for a in archs]
     scaled = model.measure_networks(space, archs, passes=3, reference=ref)
     # One common factor (the reference's median speed over all groups) for every network ...
     factors = np.array(scaled) / expected
@@ -203,18 +208,18 @@ def test_fit_records_the_reference_speed_and_validation_uses_it(monkeypatch, spa
     reference speed still agrees exactly, and the raw figures show the slowdown."""
     speed = {"now": 1.0}
 
-    def truth(arch):
-        return sum(fake_unit_ms(u.key.input_shape) for u in plan(space, arch).units)
-
     def measure(items, profile, **_):
-        return [Measurement(median_ms=(truth(m.arch) if isinstance(m, FakeNetwork) else fake_unit_ms(shape))
-                            * speed["now"], spread_ms=0.0, runs=10, rounds=1, discarded=0) for m, shape in items]
+        def ms(m, shape):
+            return units_sum(space, m.arch) if isinstance(m, FakeNetwork) else fake_unit_ms(shape)
+
+        return [Measurement(median_ms=ms(m, shape) * speed["now"], spread_ms=0.0, runs=10, rounds=1, discarded=0)
+                for m, shape in items]
 
     monkeypatch.setattr(latency, "measure_modules", measure)
-    monkeypatch.setattr(LatencyModel, "network", lambda self, sp, arch=None: (FakeNetwork(arch), None))
+    fake_networks(monkeypatch)
     model.fill(space, list(unique_units(space).values()))  # the whole table at the fit's speed
     c = model.fit_correction(space, n=8, passes=1)
-    assert c.reference_ms == pytest.approx(truth(latency.reference_arch(space)))
+    assert c.reference_ms == pytest.approx(units_sum(space, latency.reference_arch(space)))
     speed["now"] = 1.2
     report = validate(model, space, n=10, passes=2)
     assert report["within_10pct"] == 1.0 and report["mape"] == pytest.approx(0, abs=1e-9)
