@@ -5,7 +5,7 @@ from typing import ClassVar
 
 from torch import nn
 
-from nas.ops.config import BlockConfig, BlockKey, NormSpec
+from nas.ops.config import BlockConfig, BlockKey, NormSpec, config_text
 
 
 class Op(nn.Module):
@@ -40,6 +40,11 @@ class Op(nn.Module):
     @classmethod
     def key_text(cls, key: BlockKey) -> str:
         return key.text(cls.key_fields)
+
+    @classmethod
+    def config_text(cls, config: BlockConfig) -> str:
+        """`key_text` without the input shape (see `nas.ops.config.with_shape`)."""
+        return config_text(config, cls.key_fields)
 
     @property
     def key(self) -> BlockKey:

@@ -73,10 +73,23 @@ class BlockKey:
 
     def text(self, used: frozenset[str]) -> str:
         """Canonical text: op first, then the used fields in declaration order, then the input shape."""
-        parts = [f"op={self.config.op}", f"cin={self.config.cin}", f"cout={self.config.cout}"]
-        for name in _FIELD_ORDER:
-            if name in used:
-                parts.append(f"{_SHORT.get(name, name)}={_text(getattr(self.config, name))}")
-        c, h, w = self.input_shape
-        parts.append(f"in={c}x{h}x{w}")
-        return " ".join(parts)
+        return with_shape(config_text(self.config, used), self.input_shape)
+
+
+_USED_ORDER: dict[frozenset[str], tuple[tuple[str, str], ...]] = {}
+
+
+def config_text(config: BlockConfig, used: frozenset[str]) -> str:
+    """The shape-free part of a key's text; one config recurs at every resolution, so it is made once."""
+    order = _USED_ORDER.get(used)
+    if order is None:
+        order = _USED_ORDER[used] = tuple((n, _SHORT.get(n, n)) for n in _FIELD_ORDER if n in used)
+    parts = [f"op={config.op}", f"cin={config.cin}", f"cout={config.cout}"]
+    parts.extend(f"{short}={_text(getattr(config, name))}" for name, short in order)
+    return " ".join(parts)
+
+
+def with_shape(config_part: str, input_shape: tuple[int, int, int]) -> str:
+    """A whole key text from its config part and the unit's input shape."""
+    c, h, w = input_shape
+    return f"{config_part} in={c}x{h}x{w}"

@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 from nas.errors import ArchError
 from nas.ops import BlockConfig, BlockKey, get_op
-from nas.space.schema import BLOCK_DEFAULTS, SearchSpace
+from nas.ops.config import with_shape
+from nas.space.schema import BLOCK_DEFAULTS, SearchSpace, StageSpace
 
 
 @dataclass(frozen=True)
@@ -89,22 +90,14 @@ def plan(space: SearchSpace, values: Mapping[str, Any]) -> NetPlan:
     units: list[Unit] = list(_memo_units(memo, ("stem", res), lambda: _stem_units(space, res)))
     shape = _shape_after(units[-1])
 
-    for si, stage in enumerate(space.stages):
-        depth = pick(f"{stage.name}.depth", stage.depth)
-        width = pick(f"{stage.name}.width", stage.width)
+    for si, (stage, depth_name, width_name, blocks) in enumerate(_stages(space, memo)):
+        depth = pick(depth_name, stage.depth)
+        width = pick(width_name, stage.width)
         cout = memo.get(("channels", width))
         if cout is None:
             cout = memo[("channels", width)] = space.channels(width)
         for j in range(depth):
-            names = memo.get((si, j))
-            if names is None:  # only real decisions are picked per candidate; fixed fields are constant
-                choices = stage.blocks[j].choices
-                decisions = tuple((f, f"{stage.name}.b{j}.{f}", ch) for f, ch in choices.items() if len(ch) > 1)
-                names = memo[(si, j)] = (
-                    decisions,
-                    {f: ch[0] for f, ch in choices.items() if len(ch) == 1},
-                    itemgetter(*[name for _, name, _ in decisions]) if decisions else None,  # C-speed picks
-                )
+            names = blocks[j]
             try:
                 chosen = names[2](values) if names[2] is not None else ()
             except KeyError as exc:
@@ -114,16 +107,62 @@ def plan(space: SearchSpace, values: Mapping[str, Any]) -> NetPlan:
             memo_key = (si, j, chosen, shape, cout, keep_3x3)
             hit = memo.get(memo_key)
             if hit is None:  # values are checked on a miss; a hit means they were checked before
-                fields = {**names[1], **{f: pick(name, ch) for (f, name, ch) in names[0]}}
-                config = block_config(fields, shape[0], cout, stage.stride if j == 0 else 1,
-                                      first_unit=si == 0 and j == 0, keep_3x3=keep_3x3)
-                unit = Unit(stage.name, j, BlockKey(config, shape))
-                hit = memo[memo_key] = (unit, _shape_after(unit))
+                hit = memo[memo_key] = _resolve(space, names, chosen, shape, cout, keep_3x3, stage.name, j, pick)
             units.append(hit[0])
             shape = hit[1]
 
     units.extend(_memo_units(memo, ("head", shape), lambda: _head_units(space, shape)))
     return NetPlan(resolution=res, units=tuple(units))
+
+
+def _stages(space: SearchSpace, memo: dict) -> list[tuple]:
+    """Per stage, made once per space: (stage, depth and width decision names, per block position
+    its decisions, fixed fields, a C-speed getter of its picks, and what fixes its config apart
+    from position). Only real decisions are picked per candidate; fixed fields are constant."""
+    stages = memo.get("stages")
+    if stages is None:
+        stages = memo["stages"] = [
+            (stage, f"{stage.name}.depth", f"{stage.name}.width",
+             [_block_names(si, stage, j) for j in range(len(stage.blocks))])
+            for si, stage in enumerate(space.stages)]
+    return stages
+
+
+def _block_names(si: int, stage: StageSpace, j: int) -> tuple:
+    choices = stage.blocks[j].choices
+    decisions = tuple((f, f"{stage.name}.b{j}.{f}", ch) for f, ch in choices.items() if len(ch) > 1)
+    fixed = {f: ch[0] for f, ch in choices.items() if len(ch) == 1}
+    return (
+        decisions,
+        fixed,
+        itemgetter(*[name for _, name, _ in decisions]) if decisions else None,
+        # equal blocks at other positions share a config; the choices are part of what identifies
+        # it, so a hit found elsewhere means the picks were checked against these same choices
+        (tuple((f, ch) for f, _, ch in decisions), tuple(fixed.items()), stage.stride if j == 0 else 1,
+         si == 0 and j == 0),
+    )
+
+
+def _resolve(space: SearchSpace, names: tuple, chosen: tuple, shape: tuple[int, int, int], cout: int,
+             keep_3x3: bool, stage: str, index: int, pick) -> tuple[Unit, tuple[int, int, int]]:
+    """The unit a block's picks make at this position, and the shape after it.
+
+    A block's config does not depend on the spatial size, and the same block recurs at other
+    depths of its stage and at every resolution: its config and the config part of its key text
+    are shared through a memo without position or size, so a new unit mostly costs a few objects.
+    """
+    decisions, fixed, _, signature = names
+    config_key = ("config", signature, chosen, shape[0], cout, keep_3x3)
+    shared = space._memo.get(config_key)  # type: ignore[attr-defined]
+    if shared is None:
+        fields = {**fixed, **{f: pick(name, ch) for (f, name, ch) in decisions}}
+        stride, first_unit = signature[2], signature[3]
+        config = block_config(fields, shape[0], cout, stride, first_unit=first_unit, keep_3x3=keep_3x3)
+        shared = space._memo[config_key] = (config, get_op(config.op).config_text(config))  # type: ignore[attr-defined]
+    config, config_part = shared
+    unit = Unit(stage, index, BlockKey(config, shape))
+    unit.__dict__["text"] = with_shape(config_part, shape)  # seed the cached property: same text, made cheaply
+    return unit, _shape_of(config, shape)
 
 
 def _memo_units(memo: dict, key: tuple, make) -> tuple[Unit, ...]:
@@ -135,7 +174,11 @@ def _memo_units(memo: dict, key: tuple, make) -> tuple[Unit, ...]:
 
 
 def _shape_after(unit: Unit) -> tuple[int, int, int]:
-    config, (_, h, w) = unit.key.config, unit.key.input_shape
+    return _shape_of(unit.key.config, unit.key.input_shape)
+
+
+def _shape_of(config: BlockConfig, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    _, h, w = shape
     if config.op in ("global_pool", "classifier"):
         return (config.cout, 1, 1)
     return (config.cout, out_size(h, config.stride), out_size(w, config.stride))
