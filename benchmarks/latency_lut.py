@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tqdm import tqdm  # noqa: E402
 
 from nas.latency import LatencyModel, open_table, validate  # noqa: E402
-from nas.space import load_space, sample, unique_units  # noqa: E402
+from nas.space import load_space, unique_units  # noqa: E402
+from predict_speed import time_predictions  # noqa: E402  (this folder)
 from proxies.latency import current_profile  # noqa: E402
 
 
@@ -77,15 +78,8 @@ def main() -> int:
         print(f"noise floor: one network's end-to-end median moved {report['measurement_cv']:.1%} (median CV) "
               f"between its {report['passes']} passes")
 
-    warm = LatencyModel(model.table, measure_missing=False)
-    archs = [sample(space, 50_000 + i) for i in range(args.predictions)]
-    for a in archs[: len(archs) // 2]:  # warm the planner's per-space memo as a search would
-        warm.predict_ms(space, a)
-    times = []
-    for a in archs[len(archs) // 2:]:
-        t = time.perf_counter()
-        warm.predict_ms(space, a)
-        times.append(time.perf_counter() - t)
+    times = time_predictions(LatencyModel(model.table, measure_missing=False), args.space,
+                             warm=args.predictions // 2, candidates=args.predictions // 2, seed=50_000)
     predict_ms = statistics.median(times) * 1e3
     print(f"prediction from the warm table: median {predict_ms:.3f} ms per new candidate")
 

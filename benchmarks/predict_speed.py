@@ -1,0 +1,86 @@
+"""Benchmark: time to predict a new candidate's latency from a warm table.
+
+A search asks for one prediction per new candidate, so this times exactly
+that: each repeat loads the space afresh (an empty planner memo), predicts
+`--warm` random candidates as the start of a search would, then times
+`--candidates` further new ones, each sampled just before it is timed (as a
+sampler hands it over). Prints the median per repeat and their median.
+
+Timing does not depend on the table's values, so without `--lut` every unit
+of the space gets a made-up entry and no measuring is needed (seconds, not
+the 12 minutes a real table takes); `--lut FILE` uses a real table instead.
+
+    python benchmarks/predict_speed.py --space search_spaces/sandglass.yaml --repeats 5 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nas.latency import LatencyModel  # noqa: E402
+from nas.space import load_space, sample, unique_units  # noqa: E402
+from proxies.latency import Entry, LatencyTable, current_profile  # noqa: E402
+
+
+def time_predictions(model: LatencyModel, space_file: str, warm: int, candidates: int, seed: int) -> list[float]:
+    """Seconds per prediction of `candidates` new architectures, after `warm` others."""
+    space = load_space(space_file)
+    rng = random.Random(seed)
+    for _ in range(warm):
+        model.predict_ms(space, sample(space, rng))
+    times = []
+    for _ in range(candidates):
+        arch = sample(space, rng)
+        start = time.perf_counter()
+        model.predict_ms(space, arch)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def made_up_table(space_file: str) -> LatencyTable:
+    """Every unit of the space with an arbitrary entry: enough to time lookups, useless for latency."""
+    rng = random.Random(0)
+    profile = current_profile("torch", threads=1, batch_size=1)
+    entries = {text: Entry(ms=rng.uniform(0.01, 2.0), spread_ms=0.0, runs=1, rounds=1)
+               for text in unique_units(load_space(space_file))}
+    return LatencyTable(profile, entries)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="search_spaces/sandglass.yaml")
+    parser.add_argument("--lut", help="a real table for the space (default: made-up entries for every unit)")
+    parser.add_argument("--warm", type=int, default=1000, help="candidates predicted before timing starts")
+    parser.add_argument("--candidates", type=int, default=1000, help="new candidates timed per repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+
+    table = LatencyTable.load(args.lut) if args.lut else made_up_table(args.space)
+    model = LatencyModel(table, measure_missing=False)
+    medians = []
+    for r in range(args.repeats):
+        times = time_predictions(model, args.space, args.warm, args.candidates, seed=1000 + r)
+        medians.append(statistics.median(times) * 1e3)
+        p90 = statistics.quantiles(times, n=10)[-1] * 1e3
+        print(f"repeat {r + 1}: median {medians[-1]:.3f} ms, 90th percentile {p90:.3f} ms per new candidate")
+    overall = statistics.median(medians)
+    print(f"prediction from a warm table: median of {args.repeats} repeat medians {overall:.3f} ms "
+          f"(range {min(medians):.3f}-{max(medians):.3f} ms)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "space": args.space, "table": args.lut or "made-up entries", "warm": args.warm,
+            "candidates": args.candidates, "repeat_medians_ms": medians, "median_ms": overall}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
