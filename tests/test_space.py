@@ -12,7 +12,7 @@ import yaml
 
 from nas.builder import build
 from nas.space import (Arch, canonical, decisions, decode, encode, fixed_dict, load_space, log10_size,
-                       parse_space, plan, project, sample, size, write_fixed)
+                       parse_space, plan, project, sample, size, unique_units, write_fixed)
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 ALL_FILES = sorted(SPACES_DIR.glob("**/*.yaml"))
@@ -217,6 +217,19 @@ def test_tiny_decision_names(tiny) -> None:
     assert decisions(tiny)[3].choices == ("inverted_residual", "shuffle_v2")
 
 
+def every_arch(space) -> list[dict]:
+    """Brute force: every combination of the space's decisions."""
+    ds = decisions(space)
+    return [dict(zip((d.name for d in ds), values)) for values in itertools.product(*(d.choices for d in ds))]
+
+
+def assert_distinct_networks(space, archs: list[dict], n: int) -> None:
+    """size() == distinct canonical archs == distinct planned networks == n."""
+    assert size(space) == n
+    assert len({canonical(space, a) for a in archs}) == n
+    assert len({tuple(unit_keys(space, a)) for a in archs}) == n
+
+
 def test_size_counts_distinct_networks(write_yaml) -> None:
     """Brute force on a one-stage space: size == distinct canonical archs == distinct planned networks."""
     space = load_space(write_yaml("""
@@ -228,12 +241,9 @@ stages:
      block: {op: [inverted_residual, shuffle_v2], kernel: [3, 5], expand: [2, 4]}}
 head: {pool: avg}
 """))
-    ds = decisions(space)
-    archs = [dict(zip((d.name for d in ds), values)) for values in itertools.product(*(d.choices for d in ds))]
+    archs = every_arch(space)
     assert len(archs) == 2 * 8 * 8
-    assert len({canonical(space, a) for a in archs}) == 42
-    assert len({tuple(unit_keys(space, a)) for a in archs}) == 42
-    assert size(space) == 42
+    assert_distinct_networks(space, archs, 42)
 
 
 def test_se_options_count_only_with_se_on(write_yaml) -> None:
@@ -247,13 +257,31 @@ stages:
      block: {op: inverted_residual, expand: 2, se: [false, true], se_ratio: [0.25, 0.5]}}
 head: {pool: avg}
 """))
-    ds = decisions(space)
-    archs = [dict(zip((d.name for d in ds), values)) for values in itertools.product(*(d.choices for d in ds))]
+    archs = every_arch(space)
     assert len(archs) == 16
     # Per block: se off (1) + se on x 2 ratios (2) = 3 settings; two blocks: 9.
-    assert size(space) == 9
-    assert len({canonical(space, a) for a in archs}) == 9
-    assert len({tuple(unit_keys(space, a)) for a in archs}) == 9
+    assert_distinct_networks(space, archs, 9)
+
+
+def test_standalone_squeeze_excite_keeps_its_se_options(write_yaml) -> None:
+    """squeeze_excite has no `se` switch: its ratio and gate always matter (counted, active, built)."""
+    space = load_space(write_yaml("""
+name: se-op
+resolution: 32
+stem: {out: 32}
+stages:
+  - {name: a, stride: 1, depth: 1, width: 32,
+     block: {op: [squeeze_excite, inverted_residual], expand: 2, se_ratio: [0.25, 0.5], se_gate: [hardsigmoid, sigmoid]}}
+head: {pool: avg}
+"""))
+    archs = every_arch(space)
+    # squeeze_excite: 2 ratios x 2 gates; inverted_residual without se: its SE options change nothing.
+    assert_distinct_networks(space, archs, 4 + 1)
+    config = plan(space, {"a.b0.op": "squeeze_excite", "a.b0.se_ratio": 0.5, "a.b0.se_gate": "sigmoid"}).units[1].key.config
+    assert (config.op, config.se_ratio, config.se_gate) == ("squeeze_excite", 0.5, "sigmoid")
+    se = build(space, {"a.b0.op": "squeeze_excite", "a.b0.se_ratio": 0.5, "a.b0.se_gate": "sigmoid"}).blocks[0].se
+    assert se.fc1.out_channels == 16 and isinstance(se.scale_activation, torch.nn.Sigmoid)  # 32 * 0.5
+    assert set(unique_units(space)) == {u.text for a in archs for u in plan(space, a).units}
 
 
 def test_tiny_canonical_drops_ignored(tiny) -> None:

@@ -76,7 +76,7 @@ def decisions(space: SearchSpace) -> tuple[Decision, ...]:
     return tuple(out)
 
 
-_SE_OPTIONS = ("se_ratio", "se_gate")  # only matter when se is on
+_SE_OPTIONS = ("se_ratio", "se_gate")  # only matter when se is on (for ops that have an se switch)
 
 
 def _block_count(block: BlockSpace) -> int:
@@ -87,8 +87,8 @@ def _block_count(block: BlockSpace) -> int:
         used = get_op(op_name).fields
         n = 1
         for field, ch in block.choices.items():
-            if field in used and field != "se" and field not in _SE_OPTIONS:
-                n *= len(ch)
+            if field in used and field != "se" and (field not in _SE_OPTIONS or "se" not in used):
+                n *= len(ch)  # (an op without an se switch, such as squeeze_excite, always uses them)
         if "se" in used:
             se = block.choices["se"]
             options = math.prod(len(block.choices[f]) for f in _SE_OPTIONS if f in block.choices)
@@ -131,7 +131,7 @@ def _active(space: SearchSpace, arch: Mapping[str, Any]) -> dict[str, bool]:
         block = stage.blocks[j].choices
         op = arch.get(f"{parts[0]}.{parts[1]}.op", block["op"][0])
         active[d.name] = j < depth and (field == "op" or field in get_op(op).fields)
-        if field in _SE_OPTIONS:
+        if field in _SE_OPTIONS and "se" in get_op(op).fields:  # gated only where the op has an se switch
             active[d.name] = active[d.name] and arch.get(f"{parts[0]}.{parts[1]}.se", block.get("se", (False,))[0])
     return active
 

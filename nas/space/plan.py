@@ -54,7 +54,7 @@ def block_config(fields: Mapping[str, Any], cin: int, cout: int, stride: int, *,
 
     expand, hidden = value("expand"), value("hidden")
     settings = {name: value(name) for name in ("kernel", "se", "act", "groups", "identity_mult", "se_ratio", "se_gate")}
-    if not settings["se"]:  # SE options change nothing without SE: keep keys of equal networks equal
+    if "se" in cls.fields and not settings["se"]:  # SE options change nothing with SE off: equal keys
         settings["se_ratio"] = settings["se_gate"] = None
     return BlockConfig(
         op=op, cin=cin, cout=cout, stride=stride,
