@@ -76,16 +76,13 @@ class BlockKey:
         return with_shape(config_text(self.config, used), self.input_shape)
 
 
-_USED_ORDER: dict[frozenset[str], tuple[tuple[str, str], ...]] = {}
-
-
 def config_text(config: BlockConfig, used: frozenset[str]) -> str:
-    """The shape-free part of a key's text; one config recurs at every resolution, so it is made once."""
-    order = _USED_ORDER.get(used)
-    if order is None:
-        order = _USED_ORDER[used] = tuple((n, _SHORT.get(n, n)) for n in _FIELD_ORDER if n in used)
+    """The shape-free part of a key's text: one config recurs at every resolution, so the planner
+    makes this once per config and joins each unit's input shape to it (`with_shape`)."""
     parts = [f"op={config.op}", f"cin={config.cin}", f"cout={config.cout}"]
-    parts.extend(f"{short}={_text(getattr(config, name))}" for name, short in order)
+    for name in _FIELD_ORDER:
+        if name in used:
+            parts.append(f"{_SHORT.get(name, name)}={_text(getattr(config, name))}")
     return " ".join(parts)
 
 

@@ -107,7 +107,7 @@ def plan(space: SearchSpace, values: Mapping[str, Any]) -> NetPlan:
             memo_key = (si, j, chosen, shape, cout, keep_3x3)
             hit = memo.get(memo_key)
             if hit is None:  # values are checked on a miss; a hit means they were checked before
-                hit = memo[memo_key] = _resolve(space, names, chosen, shape, cout, keep_3x3, stage.name, j, pick)
+                hit = memo[memo_key] = _resolve(memo, names, chosen, shape, cout, keep_3x3, stage.name, j, pick)
             units.append(hit[0])
             shape = hit[1]
 
@@ -143,7 +143,7 @@ def _block_names(si: int, stage: StageSpace, j: int) -> tuple:
     )
 
 
-def _resolve(space: SearchSpace, names: tuple, chosen: tuple, shape: tuple[int, int, int], cout: int,
+def _resolve(memo: dict, names: tuple, chosen: tuple, shape: tuple[int, int, int], cout: int,
              keep_3x3: bool, stage: str, index: int, pick) -> tuple[Unit, tuple[int, int, int]]:
     """The unit a block's picks make at this position, and the shape after it.
 
@@ -153,12 +153,12 @@ def _resolve(space: SearchSpace, names: tuple, chosen: tuple, shape: tuple[int, 
     """
     decisions, fixed, _, signature = names
     config_key = ("config", signature, chosen, shape[0], cout, keep_3x3)
-    shared = space._memo.get(config_key)  # type: ignore[attr-defined]
+    shared = memo.get(config_key)
     if shared is None:
         fields = {**fixed, **{f: pick(name, ch) for (f, name, ch) in decisions}}
         stride, first_unit = signature[2], signature[3]
         config = block_config(fields, shape[0], cout, stride, first_unit=first_unit, keep_3x3=keep_3x3)
-        shared = space._memo[config_key] = (config, get_op(config.op).config_text(config))  # type: ignore[attr-defined]
+        shared = memo[config_key] = (config, get_op(config.op).config_text(config))
     config, config_part = shared
     unit = Unit(stage, index, BlockKey(config, shape))
     unit.__dict__["text"] = with_shape(config_part, shape)  # seed the cached property: same text, made cheaply
