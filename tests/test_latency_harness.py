@@ -174,49 +174,64 @@ class Rotation:
         return call
 
 
-def test_interleaved_calls_each_callable_in_turn(monkeypatch):
+def test_interleaved_calls_each_callable_in_turn_warm_call_then_burst(monkeypatch):
     r = Rotation(monkeypatch, {"a": forever(1.0), "b": forever(2.0), "c": forever(3.0)})
-    ms = measure_interleaved([r.fn("a"), r.fn("b"), r.fn("c")], warmup=2, min_runs=4, max_rounds=1)
-    assert r.log == ["a", "a", "b", "b", "c", "c"] + ["a", "b", "c"] * 4  # warm-up, then rotation
+    ms = measure_interleaved([r.fn("a"), r.fn("b"), r.fn("c")], warmup=2, min_runs=4, burst=3, max_rounds=1)
+    visit = lambda name: [name] * 4  # noqa: E731  one untimed warm call, then a burst of 3 timed calls
+    assert r.log == ["a", "a", "b", "b", "c", "c"] + (visit("a") + visit("b") + visit("c")) * 4
     assert [m.median_ms for m in ms] == [1.0, 2.0, 3.0]
-    assert all(m.runs == 4 and m.rounds == 1 and m.discarded == 0 for m in ms)
+    assert all(m.runs == 12 and m.rounds == 1 and m.discarded == 0 for m in ms)
+
+
+def test_interleaved_times_warm_calls_not_the_cold_first_call_of_a_visit(monkeypatch):
+    # Each visit's first call finds the cache cold (the other member evicted it) and takes 3 ms;
+    # the calls right after it take 1 ms. The figure is the warm, back-to-back latency.
+    cold_then_warm = lambda: iter(([3.0] + [1.0] * 4) * 20)  # noqa: E731
+    r = Rotation(monkeypatch, {"a": cold_then_warm(), "b": cold_then_warm()})
+    a, b = measure_interleaved([r.fn("a"), r.fn("b")], warmup=0, min_runs=5, burst=4, max_rounds=1)
+    assert a.median_ms == b.median_ms == 1.0 and a.runs == 20
+    r = Rotation(monkeypatch, {"a": iter([3.0, 1.0] * 5), "b": iter([3.0, 1.0] * 5)})
+    one = measure_interleaved([r.fn("a"), r.fn("b")], warmup=0, min_runs=5, burst=1, max_rounds=1)
+    assert [m.median_ms for m in one] == [1.0, 1.0]  # a burst of one still follows the visit's warm call
 
 
 def test_interleaved_gives_only_the_wide_callables_another_round(monkeypatch):
     r = Rotation(monkeypatch, {"steady": forever(1.0), "wide": forever(1.0, 3.0)})
-    steady, wide = measure_interleaved([r.fn("steady"), r.fn("wide")], warmup=0, min_runs=4, max_rounds=3,
+    steady, wide = measure_interleaved([r.fn("steady"), r.fn("wide")], warmup=0, min_runs=4, burst=2, max_rounds=3,
                                        target_rel_spread=0.10)
-    assert r.log == ["steady", "wide"] * 4 + ["wide"] * 8  # rounds 2 and 3 time only the wide one
-    assert steady == Measurement(median_ms=1.0, spread_ms=0.0, runs=4, rounds=1, discarded=0)
-    assert (wide.rounds, wide.runs + wide.discarded, wide.median_ms) == (3, 12, 2.0)
+    assert r.log == (["steady"] * 3 + ["wide"] * 3) * 4 + ["wide"] * 24  # rounds 2 and 3 time only the wide one
+    assert steady == Measurement(median_ms=1.0, spread_ms=0.0, runs=8, rounds=1, discarded=0)
+    assert (wide.rounds, wide.runs + wide.discarded, wide.median_ms) == (3, 24, 2.0)
 
 
 def test_interleaved_spreads_a_slow_spell_over_every_callable(monkeypatch):
-    # Two equal callables; the machine is 3x slower for the first 10 calls. Timed one after the
+    # Two equal callables; the machine is 3x slower for the first 20 calls. Timed one after the
     # other, the first takes all of the slow spell; in rotation both see the same share.
-    slow_then_fast = lambda: iter([3.0] * 10 + [1.0] * 100)  # noqa: E731
-    shared = slow_then_fast()
+    shared = iter([3.0] * 20 + [1.0] * 100)
     r = Rotation(monkeypatch, {"a": shared, "b": shared})
-    a, b = measure_interleaved([r.fn("a"), r.fn("b")], warmup=0, min_runs=10, max_rounds=1)
+    a, b = measure_interleaved([r.fn("a"), r.fn("b")], warmup=0, min_runs=10, burst=1, max_rounds=1)
     assert a.median_ms == b.median_ms
-    c = ScriptedClock(slow_then_fast())
+    c = ScriptedClock(iter([3.0] * 10 + [1.0] * 100))
     monkeypatch.setattr(harness, "time", SimpleNamespace(perf_counter_ns=c.perf_counter_ns))
     alone = [measure(c.fn, warmup=0, min_runs=10, min_time_s=0.0, max_rounds=1).median_ms for _ in range(2)]
     assert alone == [3.0, 1.0]
 
 
-def test_interleaved_syncs_inside_every_timed_call_and_restores_gc(monkeypatch):
+def test_interleaved_syncs_after_every_call_and_restores_gc(monkeypatch):
     import gc
 
     r = Rotation(monkeypatch, {"a": forever(1.0), "b": forever(1.0)})
     syncs = []
-    measure_interleaved([r.fn("a"), r.fn("b")], warmup=1, min_runs=3, max_rounds=1, sync=lambda: syncs.append(1))
-    assert len(syncs) == 1 + 2 * 3 and gc.isenabled()
+    measure_interleaved([r.fn("a"), r.fn("b")], warmup=1, min_runs=3, burst=2, max_rounds=1,
+                        sync=lambda: syncs.append(1))
+    assert len(syncs) == 1 + 2 * 3 * (1 + 2) and gc.isenabled()
 
 
 def test_interleaved_rejects_bad_options_and_accepts_nothing_to_time():
     with pytest.raises(ValueError, match="min_runs must be an integer >= 1, got 0"):
         measure_interleaved([lambda: None], min_runs=0)
+    with pytest.raises(ValueError, match="burst must be an integer >= 1, got 0"):
+        measure_interleaved([lambda: None], burst=0)
     assert measure_interleaved([]) == []
 
 

@@ -126,20 +126,27 @@ def measure(fn: Callable[[], object], *, warmup: int = 5, min_runs: int = 15, mi
             gc.enable()
 
 
-def measure_interleaved(fns: Sequence[Callable[[], object]], *, warmup: int = 2, min_runs: int = 10,
-                        max_rounds: int = 2, target_rel_spread: float = 0.10,
+def measure_interleaved(fns: Sequence[Callable[[], object]], *, warmup: int = 2, min_runs: int = 4,
+                        burst: int = 5, max_rounds: int = 2, target_rel_spread: float = 0.10,
                         sync: Callable[[], None] | None = None) -> list[Measurement]:
-    """Time several callables in rotation: one call of each in turn, `min_runs` turns per round.
+    """Time several callables in rotation, a burst of back-to-back calls per visit.
 
-    Why: a shared machine's speed drifts from one second to the next (8% between
-    one-second slices here).  Timing one callable for a second and then the next
-    hands each its own slice of that drift; in rotation, every callable's runs
-    are spread over the same stretch of time, so a slow second is shared by all
-    of them instead of landing on one.  After each round, the callables whose
-    kept runs' IQR / median still exceeds `target_rel_spread` go round again
-    (only those), up to `max_rounds`.  Each result counts its own rounds.
+    What is measured is the warm, steady-state latency of each callable run alone, the quantity a
+    benchmark tool such as ``torch.utils.benchmark`` reports: each visit makes one untimed call
+    (which brings the callable's weights back into cache after the other members evicted them)
+    and then `burst` timed calls back to back; the result is the median of all timed calls.
+    Timing one call per visit instead measured a cold-cache latency: 6% above a plain timing for
+    table units and 3% for whole networks on this machine (benchmarks/latency_truth.py).
+
+    Why rotation: a shared machine's speed drifts from one second to the next (8% between
+    one-second slices here). In rotation, every callable's runs are spread over the same stretch
+    of time, so a slow second is shared by all of them instead of landing on one. A round is
+    `min_runs` visits to each member; after each round, the members whose kept runs' IQR / median
+    still exceeds `target_rel_spread` go round again (only those), up to `max_rounds`.
     """
     _check_options(warmup, min_runs, 0.0, max_rounds, target_rel_spread)
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ValueError(f"burst must be an integer >= 1, got {burst!r}")
     for fn in fns:
         for _ in range(warmup):
             fn()
@@ -148,6 +155,7 @@ def measure_interleaved(fns: Sequence[Callable[[], object]], *, warmup: int = 2,
     times: list[list[float]] = [[] for _ in fns]
     results: list[Measurement | None] = [None] * len(fns)
     active = list(range(len(fns)))
+    clock = time.perf_counter_ns
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -156,11 +164,16 @@ def measure_interleaved(fns: Sequence[Callable[[], object]], *, warmup: int = 2,
             rounds += 1
             for _ in range(min_runs):
                 for i in active:
-                    start = time.perf_counter_ns()
-                    fns[i]()
+                    fn, out = fns[i], times[i]
+                    fn()  # untimed: warms this member's cache after the others ran
                     if sync is not None:
                         sync()
-                    times[i].append((time.perf_counter_ns() - start) / 1e6)
+                    for _ in range(burst):
+                        start = clock()
+                        fn()
+                        if sync is not None:
+                            sync()
+                        out.append((clock() - start) / 1e6)
             wide = []
             for i in active:
                 summary = summarize(times[i])
