@@ -9,8 +9,11 @@ networks measured end to end, and reported with its error.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -19,24 +22,40 @@ import numpy as np
 from nas.builder import build, build_unit
 from nas.errors import NasError
 from nas.space import SearchSpace, Unit, canonical, plan, sample
-from proxies.latency import (Correction, DeviceProfile, Entry, LatencyTable, Measurement, measure_module,
-                             measure_modules)
+from proxies.latency import (Correction, DeviceProfile, Entry, LatencyTable, Measurement, measure_modules)
+from proxies.latency.reference import Probe, level_factor
+from proxies.latency.table import VERSION
 
 ENV_LUT_DIR = "NAS_LUT_DIR"
 FIT_SEED_OFFSET = 1_000_000  # fit networks come from a seed stream that validation never uses
-REFERENCE_SEED = 2_000_000  # the drift reference, apart from both
+Z90 = 1.645  # a two-sided 90% interval (and a one-sided 95% bound) of a normal error
 
-
-# Units and networks are timed in rotation, a group at a time (see measure_interleaved): this
-# machine's speed drifts second to second, and rotation spreads every member's runs over the same
-# stretch of time. Groups are drawn in a seeded shuffle, so the units of one network come from many
-# groups and a slow minute of a long build is spread thinly over every network instead of landing
-# on the units of one stage. Measured on 30 sandglass networks: the share within +-10% rose from
-# 73% to 97% and Spearman from 0.955 to 0.972 against timing each unit and network alone.
-UNIT_MEASURE = {"warmup": 2, "min_runs": 10, "max_rounds": 2, "target_rel_spread": 0.10}
-NETWORK_MEASURE = {"warmup": 2, "min_runs": 10, "max_rounds": 2, "target_rel_spread": 0.05}
+# What "latency" means everywhere (table entries, fit, validation, `arch stats --measure`, the
+# winner check): the median of warm, back-to-back calls of the module run alone, as
+# torch.utils.benchmark reports it, at the table's speed level (the machine in its quiet state).
+# Units and networks are timed in rotation, a group at a time, to share this machine's
+# second-to-second drift; each visit makes one untimed call (the other members evicted this one's
+# weights) and then a burst of timed calls. The probe is timed right before and after every group,
+# and a group timed while the machine ran at another speed than the table's level (beyond the
+# probe's own noise, PROBE_BAND) is rescaled to the level. Groups are drawn in a seeded shuffle,
+# so the units of one network come from many groups.
+UNIT_MEASURE = {"warmup": 1, "min_runs": 3, "burst": 4, "max_rounds": 2, "target_rel_spread": 0.10}
+NETWORK_MEASURE = {"warmup": 2, "min_runs": 4, "burst": 5, "max_rounds": 2, "target_rel_spread": 0.05}
+# A correction this far from the plain sum means entries and networks were not timed at one speed
+# or in one way: a symptom to re-time, not to fit away. In a network each unit reads its weights
+# from L3, not from L2 as in its own warm loop, and measured here that alone puts networks 5-17%
+# above their warm sums: within 25% is physics.
+SYMPTOM = 0.25  # |scale - 1|, or the correction's change to a typical network, beyond this
+# A group whose probe readings before and after differ by more than this was timed while the
+# machine changed speed: it is timed again, up to GROUP_TRIES times in all.
+STATE_TOLERANCE = 0.10
+GROUP_TRIES = 3
+DEFAULT_MARGIN = 0.05  # the search's latency margin before a table has residuals from unseen networks
 UNIT_GROUP = 32  # units timed together (a few seconds); a killed build loses at most this group
-NETWORK_GROUP = 8  # networks timed together
+# Networks are timed alone, between two probe readings: in rotation with 7 others they read 4%
+# above torch.utils.benchmark on the same network at the same machine speed (their weights compete
+# in L3), alone our harness and the referee agree within 1% (50 networks, benchmarks/latency_truth.py).
+NETWORK_GROUP = 1
 SHUFFLE_SEED = 0
 
 
@@ -56,6 +75,21 @@ def _shuffled(items: Sequence, seed: int) -> list:
     out = list(items)
     random.Random(seed).shuffle(out)
     return out
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted latency with its 90% interval.
+
+    The interval combines the standard error of each entry's median (from its spread and runs)
+    with the correction's residuals on networks it did not see (`Correction.residual_mean` and
+    `residual_sd`); ``residual_n`` says how many networks those came from (0: entries only).
+    """
+
+    ms: float
+    low_ms: float
+    high_ms: float
+    residual_n: int = 0
 
 
 def _combine(entries: Sequence[Entry]) -> Entry:
@@ -78,7 +112,8 @@ def default_table_dir() -> Path:
 
 
 def default_table_path(profile: DeviceProfile) -> Path:
-    return default_table_dir() / f"{profile.id}.json"
+    """One file per profile and table version (a version-1 table of the same profile stays untouched)."""
+    return default_table_dir() / f"{profile.id}-v{VERSION}.json"
 
 
 def open_table(profile: DeviceProfile, path: str | os.PathLike | None = None) -> LatencyTable:
@@ -121,23 +156,63 @@ class LatencyModel:
         self.network_options = dict(network_options or {})
         self.last_pass_spread: list[float] = []
         self.last_raw: list[float] = []
-        self.last_drift_cv: float | None = None
-        self.last_reference_ms: float | None = None
+        self.last_drift_cv: float | None = None  # the probe's spread across the last call's groups
+        self.last_speed: float | None = None  # median table level / probe now, over the last call's groups
+        self.last_fit_note: str | None = None  # a correction symptom found by the last fit, said in one line
+        self.probe_readings: list[float] = []  # every probe reading of this session (ms)
+        self.retimed_groups = 0  # groups timed again because the machine changed speed during them
+        self._probe: Probe | None = None
 
     @property
     def profile(self) -> DeviceProfile:
         return self.table.profile
 
+    def probe_ms(self) -> float:
+        """One reading of the machine's speed: the probe's median of warm back-to-back calls."""
+        if self._probe is None:
+            self._probe = Probe(self.profile)
+        return self._probe.time_ms()
+
+    def _timed_with_probe(self, items: list, options: Mapping[str, Any]) -> tuple[list[Measurement], float]:
+        """Time (module, shape) items in one rotation between two probe readings; their figures and the
+        factor that puts them at the table's level. A group during which the machine changed speed is
+        timed again; the first reading a table sees becomes its level."""
+        for attempt in range(GROUP_TRIES):
+            before = self.probe_ms()
+            figures = measure_modules(items, self.profile, copy=False, **options)
+            after = self.probe_ms()
+            if abs(after / before - 1) <= STATE_TOLERANCE:
+                break
+            self.retimed_groups += attempt < GROUP_TRIES - 1
+        reading = (before * after) ** 0.5
+        self.probe_readings.append(reading)
+        if self.table.reference is None:
+            self.table.set_reference(Entry(ms=reading, spread_ms=abs(after - before), runs=2, rounds=1))
+        return figures, level_factor(self.table.reference.ms, reading)
+
+    def current_speed(self, readings: int = 8) -> float:
+        """How fast the machine runs now against the table's level (> 1: slower), from the probe:
+        the median of this many fresh readings, taken as 1 within the probe's noise (PROBE_BAND).
+        A table without a level takes it from these readings."""
+        fresh = [self.probe_ms() for _ in range(readings)]
+        self.probe_readings.extend(fresh)
+        now = float(np.median(fresh))
+        if self.table.reference is None:
+            self.table.set_reference(Entry(ms=now, spread_ms=float(np.subtract(*np.percentile(fresh, [75, 25]))),
+                                           runs=readings, rounds=1))
+        return 1 / level_factor(self.table.reference.ms, now)
+
     def measure_units(self, space: SearchSpace, units: Sequence[Unit]) -> list[Entry]:
-        """Time `units` alone, together in rotation, with the table's profile, and record them."""
+        """Time `units` together in rotation beside the probe, at the table's level, and record them."""
         if self.profile.remote:
             raise MissingEntryError(
                 f"{self.table.path or 'the table'}: no latency for unit '{units[0].text}', and this table was "
                 f"imported from {self.profile.device} ({self.profile.backend}): time the missing units there "
                 f"(`nas lut export-ops`) and import them again")
         modules = [(build_unit(u.key, space.norm), u.key.input_shape) for u in units]
-        figures = measure_modules(modules, self.profile, copy=False, **self.measure_options)
-        entries = [Entry(ms=m.median_ms, spread_ms=m.spread_ms, runs=m.runs, rounds=m.rounds) for m in figures]
+        figures, factor = self._timed_with_probe(modules, self.measure_options)
+        entries = [Entry(ms=m.median_ms * factor, spread_ms=m.spread_ms * factor, runs=m.runs, rounds=m.rounds)
+                   for m in figures]
         for unit, entry in zip(units, entries):
             self.table.add(unit.text, entry)
         return entries
@@ -217,53 +292,64 @@ class LatencyModel:
             return total
         return c.scale * total + c.per_unit_ms * len(units) + c.offset_ms
 
+    def predict(self, space: SearchSpace, arch: Mapping[str, Any] | None = None) -> Prediction:
+        """The prediction with a 90% interval (see `Prediction`)."""
+        units = plan(space, arch or {}).units
+        ms = self.predict_ms(space, arch)
+        entries = self.table.entries
+        # Standard error of each entry's median: 1.253 sigma / sqrt(runs), sigma ~ IQR / 1.349.
+        se = sum((0.929 * entries[u.text].spread_ms) ** 2 / entries[u.text].runs for u in units) ** 0.5
+        c = self.table.correction
+        scale = c.scale if c is not None else 1.0
+        rel_sd = ((scale * se / ms) ** 2 + (c.residual_sd if c is not None else 0.0) ** 2) ** 0.5
+        bias = c.residual_mean if c is not None else 0.0
+        return Prediction(ms=ms, low_ms=ms * (1 + bias - Z90 * rel_sd), high_ms=ms * (1 + bias + Z90 * rel_sd),
+                          residual_n=c.residual_n if c is not None else 0)
+
+    def default_margin(self) -> float:
+        """The search's default latency margin: the upper end of measured / predicted - 1 on unseen
+        networks (mean + 1.645 sd, one-sided 95%), or DEFAULT_MARGIN before any such figures exist."""
+        c = self.table.correction
+        if c is None or c.residual_n < 4:
+            return DEFAULT_MARGIN
+        return max(0.0, c.residual_mean + Z90 * c.residual_sd)
+
     def network(self, space: SearchSpace, arch: Mapping[str, Any] | None = None) -> tuple[Any, tuple[int, ...]]:
         """The built network of `arch` and its input shape, ready to be timed."""
         return build(space, arch), plan(space, arch or {}).input_shape
 
-    def measure_network(self, space: SearchSpace, arch: Mapping[str, Any] | None = None) -> Measurement:
-        """End-to-end latency of the built network alone, with the same harness and profile."""
-        model, shape = self.network(space, arch)
-        return measure_module(model, shape, self.profile, copy=False, **self.network_options)
-
     def measure_networks(self, space: SearchSpace, archs: Sequence[Mapping[str, Any]], passes: int = 3,
-                         progress: Callable[[Iterable], Iterable] | None = None,
-                         reference: Mapping[str, Any] | None = None,
-                         level_ms: float | None = None) -> list[float]:
-        """End-to-end medians of several networks, timed in rotation in groups, over `passes` sweeps.
+                         progress: Callable[[Iterable], Iterable] | None = None) -> list[float]:
+        """End-to-end medians of several networks at the table's speed level, timed in rotation in groups
+        beside the probe, over `passes` sweeps.
 
         Each sweep reshuffles the groups, so a network's figure is the median of timings taken
-        minutes apart and beside different company. With `reference` (an arch), every group also
-        times that one network, and each figure is rescaled by the reference's median over the
-        whole call divided by its time in that group: on this machine whole groups run 7-18%
-        faster or slower than others, and the reference, timed in the same rotation, moves with
-        them. `level_ms` replaces that median (the reference's time when a correction was fitted,
-        so validation is expressed at the speed the fit describes). Kept for the caller: the level
-        used (`last_reference_ms`), the raw medians (`last_raw`) and the reference's spread across
-        groups (`last_drift_cv`).
+        minutes apart and beside different company. Every figure is rescaled by the table's level
+        over the probe's time in its group: on this machine whole groups run 7-18% faster or slower
+        than others, and the probe, timed in the same rotation, moves with them. Kept for the
+        caller: the raw medians as timed (`last_raw`), the probe's spread across groups
+        (`last_drift_cv`), the machine's speed against the level (`last_speed`, > 1: slower now)
+        and each network's spread between passes (`last_pass_spread`).
         """
         raw: list[list[float]] = [[] for _ in archs]
-        beside: list[list[float]] = [[] for _ in archs]  # the reference's time in each of a network's groups
+        factors: list[list[float]] = [[] for _ in archs]
+        speeds = []  # each group's probe reading over the level
         order = [(p, i) for p in range(max(1, passes)) for i in _shuffled(range(len(archs)), SHUFFLE_SEED + p)]
-        extra = [] if reference is None else [self.network(space, reference)]
+        options = {**NETWORK_MEASURE, **self.network_options}
         for batch in _batches(progress(order) if progress else order, NETWORK_GROUP):
             groups: dict[int, list[int]] = {}
             for p, i in batch:  # a batch may straddle two sweeps: a network never meets itself
                 groups.setdefault(p, []).append(i)
             for members in groups.values():
-                items = [self.network(space, archs[i]) for i in members] + extra
-                figures = measure_modules(items, self.profile, copy=False, **NETWORK_MEASURE)
+                figures, factor = self._timed_with_probe([self.network(space, archs[i]) for i in members], options)
+                speeds.append(self.probe_readings[-1] / self.table.reference.ms)
                 for i, m in zip(members, figures):
                     raw[i].append(m.median_ms)
-                    beside[i].append(figures[-1].median_ms)
+                    factors[i].append(factor)
         self.last_raw = [float(np.median(r)) for r in raw]
-        self.last_drift_cv = None
-        runs = raw
-        if extra:
-            refs = np.array([r for rs in beside for r in rs])
-            self.last_drift_cv = float(np.std(refs) / np.mean(refs))
-            level = self.last_reference_ms = float(np.median(refs) if level_ms is None else level_ms)
-            runs = [[m * level / r for m, r in zip(ms, rs)] for ms, rs in zip(raw, beside)]
+        self.last_drift_cv = float(np.std(speeds) / np.mean(speeds))
+        self.last_speed = float(np.median(speeds))
+        runs = [[m * f for m, f in zip(ms, fs)] for ms, fs in zip(raw, factors)]
         self.last_pass_spread = [float(np.std(r) / np.mean(r)) for r in runs]
         return [float(np.median(r)) for r in runs]
 
@@ -273,21 +359,50 @@ class LatencyModel:
 
         Four nested models are tried: the plain sum, sum + offset, scale * sum + offset, and
         scale * sum + per_unit * units + offset. The one with the lowest leave-one-out error is
-        kept, so on a noisy machine a few networks cannot talk the fit into nonsense.
+        kept, so on a noisy machine a few networks cannot talk the fit into nonsense. A result far
+        from the plain sum (`symptom`) means some entries were timed unlike the networks: the fit
+        networks' units are timed again, once, and the fit repeated; what remains is said in
+        `last_fit_note`.
         """
         if n < 4:
             raise NasError(f"fitting a correction needs at least 4 networks, got {n}")
         archs = fit_archs(space, n, seed)
-        sums = np.array([self.sum_ms(space, a) for a in archs])
-        counts = np.array([len(plan(space, a).units) for a in archs], dtype=float)
-        measured = np.array(self.measure_networks(space, archs, passes, progress, reference=reference_arch(space)))
-        scale, per_unit, offset = choose_correction(sums, counts, measured)
-        fitted = scale * sums + per_unit * counts + offset
-        correction = Correction(scale=float(scale), offset_ms=float(offset), per_unit_ms=float(per_unit), n=n,
-                                mape=float(np.mean(np.abs(fitted - measured) / measured)),
-                                reference_ms=self.last_reference_ms)
+        measured = np.array(self.measure_networks(space, archs, passes, progress))
+        correction = self._fit(space, archs, measured)
+        self.last_fit_note = symptom(correction, float(np.median(measured)))
+        if self.last_fit_note is not None:
+            units = {u.text: u for a in archs for u in plan(space, a).units}
+            for batch in _batches(_shuffled(list(units.values()), SHUFFLE_SEED), UNIT_GROUP):
+                self.measure_units(space, batch)
+            correction = self._fit(space, archs, measured)
+            note = symptom(correction, float(np.median(measured)))
+            self.last_fit_note = None if note is None else f"{note} (after re-timing the fit networks' units)"
         self.table.correction = correction
         return correction
+
+    def _fit(self, space: SearchSpace, archs: Sequence, measured: np.ndarray) -> Correction:
+        sums = np.array([self.sum_ms(space, a) for a in archs])
+        counts = np.array([len(plan(space, a).units) for a in archs], dtype=float)
+        scale, per_unit, offset, loo = choose_correction(sums, counts, measured)
+        fitted = scale * sums + per_unit * counts + offset
+        return Correction(scale=float(scale), offset_ms=float(offset), per_unit_ms=float(per_unit), n=len(archs),
+                          mape=float(np.mean(np.abs(fitted - measured) / measured)),
+                          residual_mean=float(np.mean(loo)), residual_sd=float(np.std(loo, ddof=1)),
+                          residual_n=len(archs))
+
+
+def symptom(c: Correction, typical_ms: float) -> str | None:
+    """One line when a correction is far from "the sum plus cache effects and a small per-call
+    overhead" for a network of about `typical_ms`, else None."""
+    extra = c.offset_ms + c.per_unit_ms * 20  # ~20 units a network
+    plain = (typical_ms - extra) / c.scale if c.scale > 0 else 0.0  # that network's plain sum
+    change = typical_ms / plain - 1 if plain > 0 else math.inf
+    if abs(c.scale - 1) > SYMPTOM or abs(change) > SYMPTOM:
+        return (f"the correction is far from the plain sum (scale {c.scale:.3f}, offset {c.offset_ms:+.2f} ms, "
+                f"{c.per_unit_ms:+.3f} ms per unit: {change:+.0%} on a ~{typical_ms:.1f} ms network): table entries "
+                f"and networks disagree by more than cache effects and per-call overhead explain; rebuild the "
+                f"table (`nas lut build --refit`)")
+    return None
 
 
 def _design(model: str, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -309,25 +424,22 @@ def _coefficients(model: str, sums: np.ndarray, counts: np.ndarray, y: np.ndarra
     return float(coef[0]), float(coef[1]), float(coef[2])
 
 
-def choose_correction(sums: np.ndarray, counts: np.ndarray, measured: np.ndarray) -> tuple[float, float, float]:
-    """Coefficients of the model with the lowest leave-one-out mean absolute percentage error."""
+def choose_correction(sums: np.ndarray, counts: np.ndarray,
+                      measured: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+    """Coefficients of the model with the lowest leave-one-out mean absolute percentage error, and
+    that model's leave-one-out residuals (measured / predicted - 1 on the network left out)."""
     models = ["sum", "offset", "affine"] + (["full"] if np.ptp(counts) > 0 else [])
-    best, best_err = "sum", float("inf")
+    best, best_err, best_loo = "sum", float("inf"), np.zeros(len(sums))
     for model in models:
-        errors = []
+        loo = []
         for i in range(len(sums)):
             keep = np.arange(len(sums)) != i
             a, b, c = _coefficients(model, sums[keep], counts[keep], measured[keep])
-            errors.append(abs(a * sums[i] + b * counts[i] + c - measured[i]) / measured[i])
-        err = float(np.mean(errors))
+            loo.append(measured[i] / (a * sums[i] + b * counts[i] + c) - 1)
+        err = float(np.mean(np.abs(np.asarray(loo) / (1 + np.asarray(loo)))))  # |predicted - measured| / measured
         if err < best_err - 1e-12:
-            best, best_err = model, err
-    return _coefficients(best, sums, counts, measured)
-
-
-def reference_arch(space: SearchSpace) -> Any:
-    """The network timed beside every group when fitting and validating: a fixed random one of the space."""
-    return sample(space, random.Random(REFERENCE_SEED))
+            best, best_err, best_loo = model, err, np.asarray(loo)
+    return (*_coefficients(best, sums, counts, measured), best_loo)
 
 
 def fit_archs(space: SearchSpace, n: int, seed: int = 0) -> list:
@@ -356,20 +468,25 @@ def validate(model: LatencyModel, space: SearchSpace, n: int, seed: int = 0, pas
              progress: Callable[[Iterable], Iterable] | None = None, worst: int = 5) -> dict[str, Any]:
     """Predict and measure `n` random networks end to end; agreement figures and the worst cases.
 
-    The headline figures compare with drift-corrected measurements (each group's timings rescaled
-    by a reference network timed in the same rotation, see `measure_networks`); `raw` gives the
-    same figures against the plain medians, and `drift_cv` how much the reference moved.
+    The headline figures compare with measurements at the table's speed level (each group rescaled
+    by the probe timed in the same rotation, see `measure_networks`); `raw` gives the same figures
+    against the medians as timed, `speed` how the machine's speed compared with the level (> 1:
+    slower now) and `drift_cv` how much the probe moved between groups. With a correction and at
+    least 10 networks, its residual figures are replaced by these out-of-sample ones.
     """
     from nas.space import encode
 
     rng = random.Random(seed)
     archs = [sample(space, rng) for _ in range(n)]
     predicted = [model.predict_ms(space, arch) for arch in archs]
-    c = model.table.correction
-    measured = model.measure_networks(space, archs, passes, progress, reference=reference_arch(space),
-                                      level_ms=c.reference_ms if c is not None else None)
+    measured = model.measure_networks(space, archs, passes, progress)
     rows = [{"arch": encode(space, a), "predicted_ms": p, "measured_ms": m, "measured_raw_ms": r, "error": p / m - 1}
             for a, p, m, r in zip(archs, predicted, measured, model.last_raw)]
+    c = model.table.correction
+    residuals = np.asarray(measured) / np.asarray(predicted) - 1
+    if c is not None and n >= 10:
+        c = model.table.correction = dataclasses.replace(
+            c, residual_mean=float(np.mean(residuals)), residual_sd=float(np.std(residuals, ddof=1)), residual_n=n)
     return {
         "n": n,
         "profile": model.profile.id,
@@ -380,8 +497,9 @@ def validate(model: LatencyModel, space: SearchSpace, n: int, seed: int = 0, pas
         # measurement itself, which no table can beat.
         "measurement_cv": float(np.median(model.last_pass_spread)) if passes > 1 else None,
         "drift_cv": model.last_drift_cv,
+        "speed": model.last_speed,
         "correction": None if c is None else c.to_dict(),
-        "reference_ms": model.last_reference_ms,
+        "level_ms": model.table.reference.ms if model.table.reference is not None else None,
         "worst": sorted(rows, key=lambda r: -abs(r["error"]))[:worst],
         "rows": rows,
     }

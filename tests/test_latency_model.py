@@ -12,7 +12,9 @@ import nas.latency as latency
 from nas.latency import (LatencyModel, MissingEntryError, choose_correction, default_table_path, fit_archs,
                          open_table, validate)
 from nas.space import load_space, plan, sample, unique_units
-from proxies.latency import Measurement, current_profile
+from proxies.latency import Entry, Measurement, current_profile
+
+PROBE_MS = 0.5  # the scripted probe's reading at speed 1
 
 TINY = """
 name: tiny
@@ -72,6 +74,12 @@ def scripted(monkeypatch, space):
     return truth
 
 
+@pytest.fixture(autouse=True)
+def steady_probe(monkeypatch):
+    """The probe reads the same every time unless a test scripts a machine (no real timing in these tests)."""
+    monkeypatch.setattr(LatencyModel, "probe_ms", lambda self: PROBE_MS)
+
+
 @pytest.fixture
 def model(tmp_path):
     return LatencyModel(open_table(current_profile("torch", threads=1), tmp_path / "t.json"))
@@ -80,10 +88,10 @@ def model(tmp_path):
 def test_default_table_path_follows_env(tmp_path, monkeypatch) -> None:
     profile = current_profile("torch", threads=1)
     monkeypatch.setenv("NAS_LUT_DIR", str(tmp_path / "luts"))
-    assert default_table_path(profile) == tmp_path / "luts" / f"{profile.id}.json"
+    assert default_table_path(profile) == tmp_path / "luts" / f"{profile.id}-v2.json"
     monkeypatch.delenv("NAS_LUT_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_table_path(profile) == tmp_path / "xdg" / "mobile-nas" / "latency" / f"{profile.id}.json"
+    assert default_table_path(profile) == tmp_path / "xdg" / "mobile-nas" / "latency" / f"{profile.id}-v2.json"
 
 
 def test_fill_measures_each_unit_once_and_sums(scripted, space, model) -> None:
@@ -127,6 +135,11 @@ def test_fit_recovers_the_correction_exactly(scripted, space, model) -> None:
     c = model.fit_correction(space, n=10, passes=1)
     assert (c.scale, c.per_unit_ms, c.offset_ms) == pytest.approx((0.8, 0.05, 1.5), abs=1e-9)
     assert c.mape == pytest.approx(0, abs=1e-9) and c.n == 10
+    assert (c.residual_mean, c.residual_sd, c.residual_n) == pytest.approx((0, 0, 10), abs=1e-9)
+    # A scale of 0.8 and an offset of 1.5 ms on networks of a few ms is no per-call overhead: said in one
+    # line, after the fit networks' units were timed again (the scripted figures do not change).
+    assert model.last_fit_note.startswith("the correction is far from the plain sum (scale 0.800, offset +1.50 ms")
+    assert model.last_fit_note.endswith("(after re-timing the fit networks' units)")
     arch = sample(space, 11)
     assert model.predict_ms(space, arch) == pytest.approx(scripted(arch))
 
@@ -165,11 +178,21 @@ def test_choose_correction_prefers_the_simplest_model_that_predicts() -> None:
     counts = rng.integers(15, 30, 12).astype(float)
     # The truth is the plain sum; 10% noise must not buy a wild three-term fit.
     noisy = sums * rng.normal(1, 0.1, 12)
-    scale, per_unit, offset = choose_correction(sums, counts, noisy)
+    scale, per_unit, offset, loo = choose_correction(sums, counts, noisy)
     assert per_unit == 0.0 and 0.7 < scale <= 1.3
-    # An exact affine truth is recovered exactly.
+    assert len(loo) == 12 and 0.03 < np.std(loo) < 0.2  # leave-one-out residuals carry the 10% noise
+    # An exact affine truth is recovered exactly, with no residual.
     exact = 0.9 * sums + 2.0
-    assert choose_correction(sums, counts, exact) == pytest.approx((0.9, 0.0, 2.0))
+    *coefficients, loo = choose_correction(sums, counts, exact)
+    assert coefficients == pytest.approx((0.9, 0.0, 2.0)) and np.abs(loo).max() < 1e-9
+
+
+def test_a_correction_near_the_plain_sum_is_no_symptom() -> None:
+    from proxies.latency import Correction
+
+    near = Correction(scale=1.04, offset_ms=0.3, per_unit_ms=0.0, n=20, mape=0.03)
+    assert latency.symptom(near, typical_ms=20.0) is None
+    assert latency.symptom(Correction(scale=0.6, offset_ms=15.0, n=20, mape=0.03), typical_ms=20.0) is not None
 
 
 def test_validate_reports_the_noise_floor(scripted, space, model) -> None:
@@ -178,50 +201,107 @@ def test_validate_reports_the_noise_floor(scripted, space, model) -> None:
     assert validate(model, space, n=5, seed=0, passes=1)["measurement_cv"] is None
 
 
-def test_reference_network_cancels_a_group_wide_slowdown(monkeypatch, space, model) -> None:
-    """Each group runs at its own speed (a drifting machine); the reference timed in the same
-    rotation moves with it, so the rescaled figures are exact while the raw ones are not."""
-    speeds = itertools.cycle([1.0, 1.3, 0.8, 1.1])
+class Machine:
+    """A scripted machine whose speed multiplies units, networks and the probe alike. Each group's
+    first probe reading (the one before it) moves to the next speed of `speeds`, unless `readings`
+    scripts every probe reading's speed one by one."""
 
-    def measure(items, profile, **_):
-        speed = next(speeds)
-        return [Measurement(median_ms=units_sum(space, m.arch) * speed, spread_ms=0.0, runs=10, rounds=1,
-                            discarded=0) for m, _ in items]
+    def __init__(self, monkeypatch, space, speeds=None, readings=None) -> None:
+        self.space, self.speeds, self.readings = space, speeds, readings
+        self.speed, self.calls, self.groups = 1.0, 0, 0
+        monkeypatch.setattr(LatencyModel, "probe_ms", lambda model: self.probe_ms())
+        monkeypatch.setattr(latency, "measure_modules", self.measure)
 
-    monkeypatch.setattr(latency, "measure_modules", measure)
-    fake_networks(monkeypatch)
-    archs = [sample(space, i) for i in range(20)]
-    ref = latency.reference_arch(space)
-    expected = [units_sum(space, a) for a in archs]
-    scaled = model.measure_networks(space, archs, passes=3, reference=ref)
-    # One common factor (the reference's median speed over all groups) for every network ...
-    factors = np.array(scaled) / expected
-    assert np.ptp(factors) == pytest.approx(0, abs=1e-12) and 0.8 <= factors[0] <= 1.3
-    # ... while the raw medians carry each network's own share of slow and fast groups.
-    assert np.ptp(np.array(model.last_raw) / expected) > 0.05
-    assert model.last_drift_cv > 0.1
-    assert model.measure_networks(space, archs, passes=3) == model.last_raw  # no reference: raw medians
+    def probe_ms(self) -> float:
+        if self.readings is not None:
+            self.speed = next(self.readings)
+        elif self.calls % 2 == 0:
+            self.speed = next(self.speeds)
+        self.calls += 1
+        return PROBE_MS * self.speed
 
+    def measure(self, items, profile, **_):
+        self.groups += 1
 
-def test_fit_records_the_reference_speed_and_validation_uses_it(monkeypatch, space, model) -> None:
-    """A machine 20% slower while validating than while fitting: validation expressed at the fit's
-    reference speed still agrees exactly, and the raw figures show the slowdown."""
-    speed = {"now": 1.0}
-
-    def measure(items, profile, **_):
         def ms(m, shape):
-            return units_sum(space, m.arch) if isinstance(m, FakeNetwork) else fake_unit_ms(shape)
+            return units_sum(self.space, m.arch) if isinstance(m, FakeNetwork) else fake_unit_ms(shape)
 
-        return [Measurement(median_ms=ms(m, shape) * speed["now"], spread_ms=0.0, runs=10, rounds=1, discarded=0)
+        return [Measurement(median_ms=ms(m, shape) * self.speed, spread_ms=0.0, runs=10, rounds=1, discarded=0)
                 for m, shape in items]
 
-    monkeypatch.setattr(latency, "measure_modules", measure)
+
+def test_probe_cancels_a_group_wide_slowdown(monkeypatch, space, model) -> None:
+    """Each group runs at its own speed (a drifting machine); the probe timed in the same rotation
+    moves with it, so figures at the table's level are exact while the raw ones are not."""
+    Machine(monkeypatch, space, speeds=itertools.cycle([1.0, 1.3, 0.8, 1.1]))
     fake_networks(monkeypatch)
-    model.fill(space, list(unique_units(space).values()))  # the whole table at the fit's speed
-    c = model.fit_correction(space, n=8, passes=1)
-    assert c.reference_ms == pytest.approx(units_sum(space, latency.reference_arch(space)))
+    model.table.reference = Entry(ms=PROBE_MS * 2.0, spread_ms=0.0, runs=10, rounds=1)  # every group off the band
+    archs = [sample(space, i) for i in range(20)]
+    expected = [units_sum(space, a) for a in archs]
+    scaled = model.measure_networks(space, archs, passes=3)
+    assert np.array(scaled) / expected == pytest.approx(np.full(20, 2.0))  # at the table's level, exactly
+    # ... while the raw medians carry each network's own share of slow and fast groups.
+    assert np.ptp(np.array(model.last_raw) / expected) > 0.05
+    assert model.last_drift_cv > 0.1 and 0.8 <= model.last_speed * 2.0 <= 1.3
+
+
+def test_units_timed_in_a_later_session_join_the_table_at_its_level(monkeypatch, space, model) -> None:
+    """Half the units measured on a quiet machine, the rest (lazily, later) 50% slower: every entry
+    still reads as on the quiet machine, and the first probe time set the level."""
+    speed = {"now": 1.0}
+    Machine(monkeypatch, space, speeds=iter(lambda: speed["now"], None))
+    units = list(unique_units(space).values())
+    model.fill(space, units[: len(units) // 2])
+    assert model.table.reference.ms == pytest.approx(PROBE_MS)
+    speed["now"] = 1.5
+    arch = sample(space, 3)
+    assert model.predict_ms(space, arch) == pytest.approx(units_sum(space, arch))  # missing units measured
+    assert all(model.table.entries[u.text].ms == pytest.approx(fake_unit_ms(u.key.input_shape))
+               for u in units if u.text in model.table)
+
+
+def test_validation_is_expressed_at_the_table_level_and_reports_the_speed(monkeypatch, space, model) -> None:
+    """A machine 20% slower while validating than when the table was timed: validation at the table's
+    level still agrees exactly, the raw figures show the slowdown, and `speed` names it."""
+    speed = {"now": 1.0}
+    Machine(monkeypatch, space, speeds=iter(lambda: speed["now"], None))
+    fake_networks(monkeypatch)
+    model.fill(space, list(unique_units(space).values()))
+    model.fit_correction(space, n=8, passes=1)
     speed["now"] = 1.2
     report = validate(model, space, n=10, passes=2)
     assert report["within_10pct"] == 1.0 and report["mape"] == pytest.approx(0, abs=1e-9)
     assert report["raw"]["mape"] == pytest.approx(1 - 1 / 1.2)
-    assert report["reference_ms"] == c.reference_ms
+    assert report["speed"] == pytest.approx(1.2) and report["level_ms"] == model.table.reference.ms
+    assert report["correction"]["residual_n"] == 10 and report["correction"]["residual_sd"] == pytest.approx(0)
+
+
+def test_a_group_timed_while_the_machine_changed_speed_is_timed_again(monkeypatch, space, model) -> None:
+    # Probe readings: before 1.0, after 1.6 (changed mid-group: re-timed), then 1.0 and 1.0.
+    machine = Machine(monkeypatch, space, readings=iter([1.0, 1.6, 1.0, 1.0]))
+    unit = plan(space, sample(space, 0)).units[0]
+    model.measure_units(space, [unit])
+    assert machine.groups == 2 and model.retimed_groups == 1 and model.probe_readings == [PROBE_MS]
+    # A machine that never settles: GROUP_TRIES attempts, then the geometric mean of the last two readings.
+    machine = Machine(monkeypatch, space, readings=itertools.cycle([1.0, 2.0]))
+    model.measure_units(space, [plan(space, sample(space, 1)).units[-1]])
+    assert machine.groups == latency.GROUP_TRIES and model.probe_readings[-1] == pytest.approx(PROBE_MS * 2 ** 0.5)
+
+
+def test_current_speed_reads_the_probe_against_the_level(monkeypatch, space, model) -> None:
+    Machine(monkeypatch, space, readings=iter([1.0] * 8 + [1.5] * 8 + [1.04] * 8))
+    assert model.current_speed() == 1.0 and model.table.reference.ms == PROBE_MS  # the first readings set the level
+    assert model.current_speed() == pytest.approx(1.5)
+    assert model.current_speed() == 1.0  # 4% off: within the probe's noise
+
+
+def test_figures_within_the_probes_noise_are_kept_as_timed(monkeypatch, space, model) -> None:
+    from proxies.latency.reference import PROBE_BAND, level_factor
+
+    assert level_factor(1.0, 1.0 + PROBE_BAND / 2) == 1.0 and level_factor(1.0, 2.0) == 0.5
+    Machine(monkeypatch, space, speeds=iter([1.0, 1.05, 1.5]))
+    fake_networks(monkeypatch)
+    arch = sample(space, 2)
+    level, near, far = (model.measure_networks(space, [arch], passes=1)[0] for _ in range(3))
+    assert near == pytest.approx(1.05 * level)  # 5% off the level: the probe's noise, kept as timed
+    assert far == pytest.approx(level)  # 50% off: another state of the machine, rescaled

@@ -58,9 +58,9 @@ def test_round_trip(saved: Path):
 
 def test_file_is_readable_json_with_sorted_keys(saved: Path):
     text = saved.read_text()
-    assert text.startswith('{\n "format": "nas-latency-table",\n "version": 1,\n "profile": {\n')
+    assert text.startswith('{\n "format": "nas-latency-table",\n "version": 2,\n "profile": {\n')
     doc = json.loads(text)
-    assert list(doc) == ["format", "version", "profile", "correction", "entries", "checksum"]
+    assert list(doc) == ["format", "version", "profile", "correction", "reference", "entries", "checksum"]
     assert list(doc["entries"]) == ["a", "b"]
     assert doc["entries"]["a"] == {"ms": 1.25, "spread_ms": 0.05, "runs": 15, "rounds": 1}
     assert len(doc["checksum"]) == 64
@@ -71,8 +71,10 @@ def test_add_validates_and_replaces(tmp_path: Path):
     table.add("k", A)
     table.add("k", B)
     assert table.get("k") == B and len(table) == 1
-    with pytest.raises(LatencyError, match="^table keys must be non-empty strings, got ''$"):
+    with pytest.raises(LatencyError, match="^table keys must be non-empty strings other than '@reference', got ''$"):
         table.add("", A)
+    with pytest.raises(LatencyError, match="other than '@reference', got '@reference'$"):
+        table.add("@reference", A)  # the journal's line for the table's level
     with pytest.raises(LatencyError, match="^table entries must be Entry, got dict$"):
         table.add("k", {"ms": 1.0})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^ms: -1 is negative$"):
@@ -117,8 +119,12 @@ def test_truncated_file(saved: Path):
 
 
 def test_wrong_format_and_version(saved: Path):
-    rewrite(saved, lambda d: d.update(version=2))
-    assert load_error(saved) == f"{saved}: damaged latency table: version 2 is not supported (this code reads version 1)"
+    rewrite(saved, lambda d: d.update(version=3))
+    assert load_error(saved) == f"{saved}: damaged latency table: version 3 is not supported (this code reads version 2)"
+    rewrite(saved, lambda d: d.update(version=1))
+    assert load_error(saved) == (f"{saved}: latency table version 1 was timed one call per visit (a cold-cache "
+                                 f"figure 6-10% off a plain timing) and has no speed level; this code reads version 2: "
+                                 f"rebuild it with `nas lut build`")
     rewrite(saved, lambda d: d.update(format="something-else"))
     assert load_error(saved) == (f"{saved}: damaged latency table: format is 'something-else', "
                                  "expected 'nas-latency-table'")
@@ -290,3 +296,17 @@ def test_journal_without_header_and_without_table(tmp_path: Path):
     journal_path(path).write_bytes(b'{"format":"nas-lat')
     assert load_error(path) == (f"{journal_path(path)}: damaged latency journal: no complete header line and "
                                 f"no table at {path}; delete the journal to start over")
+
+
+def test_the_level_is_saved_journaled_and_merged(tmp_path: Path):
+    table = LatencyTable.create(PROFILE, tmp_path / "t.json")
+    with pytest.raises(RuntimeError), table.open_journal():
+        table.add("a", A)
+        table.set_reference(B)
+        raise RuntimeError("killed mid-build")
+    resumed = LatencyTable.load(tmp_path / "t.json")  # no table file yet: all from the journal
+    assert resumed.reference == B and resumed.entries == {"a": A}
+    resumed.save()
+    again = LatencyTable.load(tmp_path / "t.json")
+    assert again.reference == B and "@reference" not in again.entries
+    assert json.loads((tmp_path / "t.json").read_text())["reference"] == B.to_dict()

@@ -59,9 +59,10 @@ class Correction:
 
     ``per_unit_ms`` is the overhead (or fusion saving, when negative) per unit that a plain
     sum misses; ``n`` networks were used for the fit; ``mape`` is its mean absolute
-    percentage error (a fraction). ``reference_ms`` is the median time of the fit's reference
-    network while the fit networks were timed: the machine speed the correction describes, so
-    later end-to-end measurements can be expressed at that same speed.
+    percentage error (a fraction). ``residual_mean`` and ``residual_sd`` describe
+    measured / predicted - 1 on networks the prediction did not see (leave-one-out on the fit
+    networks, replaced by a validation's out-of-sample figures, ``residual_n`` of them): they
+    give each prediction its interval and the search its default latency margin.
     """
 
     scale: float
@@ -69,7 +70,9 @@ class Correction:
     n: int
     mape: float
     per_unit_ms: float = 0.0
-    reference_ms: float | None = None
+    residual_mean: float = 0.0
+    residual_sd: float = 0.0
+    residual_n: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", _number("scale", self.scale, negative_ok=True))
@@ -77,8 +80,9 @@ class Correction:
         object.__setattr__(self, "per_unit_ms", _number("per_unit_ms", self.per_unit_ms, negative_ok=True))
         _count("n", self.n, 0)
         object.__setattr__(self, "mape", _number("mape", self.mape))
-        if self.reference_ms is not None:
-            object.__setattr__(self, "reference_ms", _number("reference_ms", self.reference_ms))
+        object.__setattr__(self, "residual_mean", _number("residual_mean", self.residual_mean, negative_ok=True))
+        object.__setattr__(self, "residual_sd", _number("residual_sd", self.residual_sd))
+        _count("residual_n", self.residual_n, 0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields, in declaration order."""

@@ -5,6 +5,13 @@ microseconds.  The file is written atomically, carries a checksum, and is
 refused when it belongs to another profile.  A build appends each entry to a
 journal (``<path>.journal``) with fsync, so a killed build loses at most the
 entry being measured and resumes from the rest.
+
+``reference`` is the table's speed level: the time of the fixed probe module
+(`proxies.latency.reference`) when the first entries were measured. Entries
+measured later, in other sessions or under other load, are rescaled to it by
+the probe timed beside them, so a table grown over many sessions is consistent.
+Version 1 tables timed one call per visit (a cold-cache figure) and have no
+level; they are refused with a message saying to rebuild.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ from proxies.latency.errors import LatencyError, ProfileMismatchError, TableErro
 from proxies.latency.profile import DeviceProfile
 from proxies.latency.records import Correction, Entry, canonical_json, parse_fields, strict_json
 
-__all__ = ["FORMAT", "JOURNAL_FORMAT", "VERSION", "LatencyTable", "journal_path"]
+__all__ = ["FORMAT", "JOURNAL_FORMAT", "REFERENCE_KEY", "VERSION", "LatencyTable", "journal_path"]
 
 FORMAT = "nas-latency-table"
 JOURNAL_FORMAT = "nas-latency-journal"
-VERSION = 1
-_FIELDS = ("format", "version", "profile", "correction", "entries", "checksum")
+VERSION = 2
+REFERENCE_KEY = "@reference"  #: the journal line holding the table's level
+_FIELDS = ("format", "version", "profile", "correction", "reference", "entries", "checksum")
 
 
 def journal_path(path: str | os.PathLike[str]) -> Path:
@@ -84,7 +92,7 @@ def _entry_problem(key: str, exc: Exception) -> str:
     return f"entries[{key!r}]: {text}"
 
 
-def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, dict[str, Entry]]:
+def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, Entry | None, dict[str, Entry]]:
     """Profile, correction and entries of the table file; TableError names the first problem."""
 
     def damaged(why: str) -> TableError:
@@ -98,6 +106,10 @@ def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, dict[str
         raise damaged("top level is not an object")
     if "format" in doc and doc["format"] != FORMAT:
         raise damaged(f"format is {doc['format']!r}, expected {FORMAT!r}")
+    if doc.get("version") == 1:
+        raise TableError(f"{path}: latency table version 1 was timed one call per visit (a cold-cache figure "
+                         f"6-10% off a plain timing) and has no speed level; this code reads version {VERSION}: "
+                         f"rebuild it with `nas lut build`")
     if "version" in doc and doc["version"] != VERSION:
         raise damaged(f"version {doc['version']!r} is not supported (this code reads version {VERSION})")
     unknown = sorted(set(doc) - set(_FIELDS))
@@ -116,6 +128,12 @@ def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, dict[str
             correction = parse_fields(Correction, doc["correction"])
         except (TypeError, ValueError) as exc:
             raise damaged(f"correction: {exc}") from None
+    reference = None
+    if doc["reference"] is not None:
+        try:
+            reference = parse_fields(Entry, doc["reference"])
+        except (TypeError, ValueError) as exc:
+            raise damaged(f"reference: {exc}") from None
     if not isinstance(doc["entries"], dict):
         raise damaged("entries is not an object")
     entries = {}
@@ -126,11 +144,12 @@ def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, dict[str
             raise damaged(_entry_problem(key, exc)) from None
     if doc["checksum"] != _checksum(doc):
         raise damaged("checksum mismatch (the file was edited or damaged)")
-    return profile, correction, entries
+    return profile, correction, reference, entries
 
 
 def _parse_journal(path: Path) -> tuple[DeviceProfile | None, dict[str, Entry], int]:
-    """Header profile (None if no complete header), entries of complete lines, and lines skipped.
+    """Header profile (None if no complete header), entries of complete lines (the level under
+    REFERENCE_KEY), and lines skipped.
 
     A final line without its newline is the entry that was being written when
     the build stopped: it is skipped and counted, never guessed at.
@@ -176,10 +195,12 @@ class LatencyTable:
     """
 
     def __init__(self, profile: DeviceProfile, entries: dict[str, Entry] | None = None,
-                 correction: Correction | None = None, path: str | os.PathLike[str] | None = None) -> None:
+                 correction: Correction | None = None, path: str | os.PathLike[str] | None = None,
+                 reference: Entry | None = None) -> None:
         self.profile = profile
         self.entries: dict[str, Entry] = dict(entries or {})
         self.correction = correction
+        self.reference = reference  #: the probe's time at the table's speed level (None until first measured)
         self.path = Path(path) if path is not None else None
         self.journal_skipped = 0
         self._journal_fd: int | None = None
@@ -199,11 +220,21 @@ class LatencyTable:
 
     def add(self, key: str, entry: Entry) -> None:
         """Record (or replace) the entry for `key`; journaled and fsynced when a journal is open."""
-        if not isinstance(key, str) or not key:
-            raise LatencyError(f"table keys must be non-empty strings, got {key!r}")
+        if not isinstance(key, str) or not key or key == REFERENCE_KEY:
+            raise LatencyError(f"table keys must be non-empty strings other than {REFERENCE_KEY!r}, got {key!r}")
         if not isinstance(entry, Entry):
             raise LatencyError(f"table entries must be Entry, got {type(entry).__name__}")
         self.entries[key] = entry
+        self._journal(key, entry)
+
+    def set_reference(self, entry: Entry) -> None:
+        """Record the table's speed level (the probe's time); journaled like an entry."""
+        if not isinstance(entry, Entry):
+            raise LatencyError(f"the table's reference must be an Entry, got {type(entry).__name__}")
+        self.reference = entry
+        self._journal(REFERENCE_KEY, entry)
+
+    def _journal(self, key: str, entry: Entry) -> None:
         if self._journal_fd is not None:
             line = canonical_json({"key": key, **entry.to_dict()}) + "\n"
             _write_all(self._journal_fd, line.encode("utf-8"))
@@ -218,6 +249,7 @@ class LatencyTable:
             "version": VERSION,
             "profile": self.profile.to_dict(),
             "correction": None if self.correction is None else self.correction.to_dict(),
+            "reference": None if self.reference is None else self.reference.to_dict(),
             "entries": {key: self.entries[key].to_dict() for key in sorted(self.entries)},
         }
         doc["checksum"] = _checksum(doc)
@@ -263,9 +295,9 @@ class LatencyTable:
         journal = journal_path(path)
         has_journal = journal.exists()
         if path.exists() or not has_journal:
-            profile, correction, entries = _parse_table(path)
+            profile, correction, reference, entries = _parse_table(path)
         else:
-            profile, correction, entries = None, None, {}
+            profile, correction, reference, entries = None, None, None, {}
         skipped = 0
         if has_journal:
             journal_profile, journaled, skipped = _parse_journal(journal)
@@ -277,8 +309,9 @@ class LatencyTable:
             elif journal_profile is not None and journal_profile != profile:
                 raise TableError(f"{journal}: damaged latency journal: it belongs to profile "
                                  f"{journal_profile.id}, the table to {profile.id}")
+            reference = journaled.pop(REFERENCE_KEY, reference)
             entries.update(journaled)
-        table = cls(profile, entries, correction, path)
+        table = cls(profile, entries, correction, path, reference)
         table.journal_skipped = skipped
         if expect is not None:
             table.require_profile(expect)
