@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import optuna
 import pandas as pd
@@ -66,11 +66,13 @@ def _space(space: SearchSpace | str | os.PathLike) -> SearchSpace:
 
 
 def prepare_search(space: SearchSpace | str | os.PathLike, settings: SearchSettings,
-                   latency: LatencyModel | None = None, cost: CostModel | None = None) -> Search:
+                   latency: LatencyModel | None = None, cost: CostModel | None = None,
+                   say: Callable[[str], None] | None = None) -> Search:
     """Check everything (settings, target reachable, storage, an existing study's origin), then open the study.
-    Pass one `cost` model to several searches to share its per-unit fvcore counts."""
+    Pass one `cost` model to several searches to share its per-unit fvcore counts; `say` hears a line
+    before slow set-up work (fitting a latency correction)."""
     search = Search(_space(space), settings, latency or latency_model(), cost)
-    search.checked_target()
+    search.checked_target(say)
     search.open()
     return search
 
@@ -98,6 +100,9 @@ def run_search(search: Search, *, progress: Progress | None = None, measure: boo
     outcome = search.run(progress)
     outcome.summary = write_report(search.run_dir, outcome.study, search.space, info, latency=search.latency,
                                    measure=measure, extra={"fastest_found": outcome.fastest,
+                                                           "latency_margin": search.margin,
+                                                           "machine_speed_at_start": search.speed,
+                                                           "correction_note": search.fit_note,
                                                            "search_seconds": round(outcome.elapsed_s, 3),
                                                            "interrupted": outcome.interrupted})
     return SearchResult(outcome, search.space)

@@ -22,7 +22,7 @@ from nas.space import SearchSpace, decisions, write_fixed
 from proxies.atomic import write_bytes_atomic
 
 RUN_INFO = "run.json"
-MAX_WINNER_TRIES = 6  # Pareto points measured before giving up on the target
+MAX_WINNER_TRIES = 6  # Pareto points the winner check measures together
 WINNER_PASSES = 3
 
 
@@ -67,35 +67,28 @@ def _arch_of(trial: optuna.trial.FrozenTrial, space: SearchSpace) -> dict[str, A
 
 
 def choose_winner(front: pd.DataFrame, target_ms: float,
-                  measure: Callable[[int], tuple[float, float]] | None) -> tuple[dict[str, Any] | None, list[dict]]:
+                  measure: Callable[[list[int]], list[tuple[float, float]]] | None
+                  ) -> tuple[dict[str, Any] | None, list[dict]]:
     """The best-objective front point whose end-to-end measurement meets the target.
 
-    Points are tried from the best objective down. After a miss, the table evidently under-predicts
-    this region by measured/predicted, so the next point tried is the best one whose prediction,
-    scaled by the worst ratio seen so far, meets the target; the front's fastest point is always tried
-    before giving up. `measure(number)` returns (median, spread) in ms. Without a measure function the first point wins on its prediction alone.
+    The best MAX_WINNER_TRIES - 1 points by objective and the front's fastest point (the likeliest
+    to meet the target) are measured together, in one rotation, so that all of them are timed at
+    the same speed of the machine: `measure(numbers)` returns (median, spread) in ms for each.
+    Without a measure function the best point wins on its prediction alone.
     """
-    attempts: list[dict[str, Any]] = []
-    ratio = 1.0
     rows = list(front.iloc[::-1].itertuples(index=False))  # best objective first, the fastest point last
-    for i, row in enumerate(rows):
-        if len(attempts) >= MAX_WINNER_TRIES:
-            break
-        last = i == len(rows) - 1  # the fastest point is tried even when it looks hopeless: the likeliest to meet
-        if attempts and row.predicted_latency_ms * ratio > target_ms and not last:
-            continue
-        point = {"number": int(row.number), "arch": row.arch, "macs": int(row.macs), "params": int(row.params),
-                 "objective": float(row.objective), "predicted_latency_ms": float(row.predicted_latency_ms),
-                 "measured_latency_ms": None}
-        if measure is None:
-            return point, attempts
-        median, spread = measure(point["number"])
+    if not rows:
+        return None, []
+    chosen = rows[: MAX_WINNER_TRIES - 1] + ([rows[-1]] if len(rows) >= MAX_WINNER_TRIES else [])
+    points = [{"number": int(row.number), "arch": row.arch, "macs": int(row.macs), "params": int(row.params),
+               "objective": float(row.objective), "predicted_latency_ms": float(row.predicted_latency_ms),
+               "measured_latency_ms": None} for row in chosen]
+    if measure is None:
+        return points[0], []
+    for point, (median, spread) in zip(points, measure([p["number"] for p in points])):
         point.update(measured_latency_ms=median, measured_spread_ms=spread, meets_target=median <= target_ms)
-        attempts.append(point)
-        if point["meets_target"]:
-            return point, attempts
-        ratio = max(ratio, median / point["predicted_latency_ms"])
-    return None, attempts
+    winner = next((p for p in points if p["meets_target"]), None)
+    return winner, points
 
 
 def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchSpace, info: RunInfo, *,
@@ -111,12 +104,17 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
 
     can_measure = measure and latency is not None and not latency.profile.remote
 
-    def measure_trial(number: int) -> tuple[float, float]:
-        # Three interleaved passes, median: one slow spell of a shared machine must not decide the verdict.
-        median = latency.measure_networks(space, [_arch_of(by_number[number], space)], passes=WINNER_PASSES)[0]
-        return median, latency.last_pass_spread[0] * median
+    def measure_points(numbers: list[int]) -> list[tuple[float, float]]:
+        # Each point alone, warm back-to-back calls between two probe readings, three reshuffled
+        # passes, median: the figure a plain timing of best_model.py shows now, which is what the
+        # search's predictions (table level x the machine's speed at its start) stand for. The
+        # figures at the table's level are kept beside them.
+        level = latency.measure_networks(space, [_arch_of(by_number[n], space) for n in numbers], passes=WINNER_PASSES)
+        level_by_number.update(zip(numbers, level))
+        return [(raw, cv * raw) for raw, cv in zip(latency.last_raw, latency.last_pass_spread)]
 
-    winner, attempts = choose_winner(front, info.target_ms, measure_trial if can_measure else None)
+    level_by_number: dict[int, float] = {}
+    winner, attempts = choose_winner(front, info.target_ms, measure_points if can_measure else None)
     summary: dict[str, Any] = {
         "space": info.space, "study_name": info.study_name, "storage": info.storage,
         "objective": info.objective, "mode": info.mode, "sampler": info.sampler, "seed": info.seed,
@@ -126,6 +124,11 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
         "n_feasible": int(trials["feasible"].sum()), "pareto_size": len(front),
         **dict(extra or {}),
     }
+    for point in attempts:
+        point["measured_level_ms"] = level_by_number[point["number"]]
+    if attempts:
+        # > 1: the machine ran slower during the winner check than at the table's level.
+        summary["machine_speed"] = latency.last_speed
     if winner is None and attempts:
         # Every measured point missed the target: report the fastest measured one, and say so.
         winner = min(attempts, key=lambda a: a["measured_latency_ms"])
@@ -135,7 +138,8 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
         first = attempts[0]
         summary["winner_note"] = (f"trial {first['number']} was predicted at {first['predicted_latency_ms']:.2f} ms "
                                   f"but measured {first['measured_latency_ms']:.2f} ms; took the best Pareto point "
-                                  f"that meets the target when measured (trial {winner['number']})")
+                                  f"that meets the target when measured (trial {winner['number']}), of "
+                                  f"{len(attempts)} measured together")
     elif winner is not None and not can_measure:
         summary["winner_note"] = "the winner was not measured end to end (" + (
             "the latency table was imported from another device)" if latency is not None and measure

@@ -101,8 +101,9 @@ def test_constraint_marks_feasibility_and_the_front_is_feasible(tiny, tmp_path) 
     result = _search(tiny, tmp_path / "run", sampler="random", n_trials=40)
     frame = result.trials
     for t in result.outcome.study.get_trials():
-        assert t.constraints["latency_ms"] == pytest.approx(t.user_attrs["predicted_latency_ms"] - TARGET)
-    assert (frame["feasible"] == (frame["predicted_latency_ms"] <= TARGET)).all()
+        # The synthetic table has no residuals yet: the default 5% margin.
+        assert t.constraints["latency_ms"] == pytest.approx(1.05 * t.user_attrs["predicted_latency_ms"] - TARGET)
+    assert (frame["feasible"] == (1.05 * frame["predicted_latency_ms"] <= TARGET)).all()
     assert 0 < frame["feasible"].sum() < len(frame)
     front = result.pareto
     assert front["feasible"].all() and front["predicted_latency_ms"].is_monotonic_increasing
@@ -203,7 +204,7 @@ def test_interrupt_with_a_signal_from_the_command_line(tiny, tmp_path, signame) 
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "nas", "search", "--space", str(tiny), "--target-latency", f"{TARGET}ms",
            "--lut", str(lut), "--threads", "1", "--n-trials", "100000", "--run-dir", str(run), "--no-measure",
-           "--quiet"]
+           "--quiet", "--fit", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (run / "study.db").exists() and time.time() < deadline:
@@ -228,7 +229,8 @@ def test_run_folder_files_and_columns(tiny, tmp_path) -> None:
               "best_model.py", "best_model.onnx", "summary.json"):
         assert (run / f).is_file() and (run / f).stat().st_size > 0, f
     trials = pd.read_csv(run / "trials.csv")
-    expected = ["number", "state", *names, "macs", "params", "predicted_latency_ms", "objective", "feasible", "arch"]
+    expected = ["number", "state", *names, "macs", "params", "predicted_latency_ms", "latency_upper_ms", "objective",
+                "feasible", "arch"]
     assert list(trials.columns) == expected and len(trials) == 30
     pareto = pd.read_csv(run / "pareto.csv")
     assert list(pareto.columns) == expected and pareto["feasible"].all()
@@ -257,18 +259,27 @@ def test_winner_falls_back_when_measured_latency_misses() -> None:
                           "params": [1, 1, 1, 1], "objective": [1.0, 2.0, 3.0, 4.0],
                           "predicted_latency_ms": [5.0, 8.0, 9.0, 9.5]})
     measured = {9: 10.45, 8: 10.2, 7: 9.1, 4: 5.5}
-    winner, attempts = choose_winner(front, 10.0, lambda n: (measured[n], 0.1))
-    assert winner["number"] == 7 and [a["number"] for a in attempts] == [9, 8, 7]
+    calls = []
+
+    def measure(numbers):
+        calls.append(numbers)
+        return [(measured[n], 0.1) for n in numbers]
+
+    winner, attempts = choose_winner(front, 10.0, measure)
+    assert calls == [[9, 8, 7, 4]]  # one rotation, best objective first
+    assert winner["number"] == 7 and [a["number"] for a in attempts] == [9, 8, 7, 4]
     assert attempts[0]["meets_target"] is False and winner["meets_target"] is True
-    # A 30% miss: 8 (9.0 x 1.3) and 7 (8.0 x 1.3) cannot meet 10 ms either, so they are skipped unmeasured.
-    measured[9] = 12.35
-    winner, attempts = choose_winner(front, 10.0, lambda n: (measured[n], 0.1))
-    assert winner["number"] == 4 and [a["number"] for a in attempts] == [9, 4]
-    # At 6 ms nothing looks feasible once scaled by 1.3, but the front's fastest point is still tried.
-    winner, attempts = choose_winner(front, 6.0, lambda n: (measured[n], 0.1))
-    assert winner["number"] == 4 and [a["number"] for a in attempts] == [9, 4]
-    winner, attempts = choose_winner(front, 5.0, lambda n: (measured[n], 0.1))
-    assert winner is None and [a["number"] for a in attempts] == [9, 4]
+    winner, attempts = choose_winner(front, 5.0, measure)
+    assert winner is None and [a["meets_target"] for a in attempts] == [False] * 4
+    # A long front: the best MAX_WINNER_TRIES - 1 by objective and the fastest point are measured.
+    from nas.report import MAX_WINNER_TRIES
+    long = pd.DataFrame({"number": range(20), "arch": ["a"] * 20, "macs": range(20), "params": [1] * 20,
+                         "objective": [float(i) for i in range(20)], "predicted_latency_ms": [i / 2 for i in range(20)]})
+    calls.clear()
+    measured = {n: n / 2 for n in range(20)}
+    winner, attempts = choose_winner(long, 8.0, measure)
+    assert MAX_WINNER_TRIES == 6 and calls == [[19, 18, 17, 16, 15, 0]] and winner["number"] == 16
+    assert choose_winner(front, 10.0, None)[0]["number"] == 9  # unmeasured: the best by prediction
 
 
 def test_no_feasible_trial_reports_the_least_violating(tiny, tmp_path) -> None:
@@ -303,7 +314,7 @@ def earlier_run(tmp_path_factory) -> tuple[Path, Path, Path, dict[str, str]]:
     synthetic_table(tiny, lut)
     run = folder / "run"
     assert main(["search", "--space", str(tiny), "--target-latency", f"{TARGET}ms", "--lut", str(lut), "--threads",
-                 "1", "--n-trials", "10", "--run-dir", str(run), "--no-measure", "--quiet"]) == 0
+                 "1", "--n-trials", "10", "--run-dir", str(run), "--no-measure", "--quiet", "--fit", "0"]) == 0
     return tiny, lut, run, _digest(run)
 
 
@@ -316,8 +327,16 @@ def earlier_run(tmp_path_factory) -> tuple[Path, Path, Path, dict[str, str]]:
     (["--target-latency", "soon"], "error: --target-latency: cannot read 'soon'; write a positive number with a unit "
                                    "ms, us or s (e.g. 20ms, 1.5ms, 500us, 0.02s)"),
     (["--target-latency", "0s"], "error: --target-latency: '0s' is not a positive latency"),
-    (["--target-latency", "0.05ms"], "error: no architecture in {space} meets 50us on {profile}: the smallest "
-                                     "predicted is 0.17 ms (r32|s1:d1,w16,b0=sg/k3/e2/se0|s2:d1,w32,b0=sg/k3/e2)"),
+    (["--target-latency", "0.05ms"], "error: no architecture in {space} meets 50us on {profile} with a 5.0% latency "
+                                     "margin: the smallest predicted is 0.17 ms (r32|s1:d1,w16,b0=sg/k3/e2/se0|s2:d1,"
+                                     "w32,b0=sg/k3/e2); lower --latency-margin or raise the target"),
+    (["--target-latency", "0.05ms", "--latency-margin", "0"], "error: no architecture in {space} meets 50us on "
+                                     "{profile}: the smallest predicted is 0.17 ms (r32|s1:d1,w16,b0=sg/k3/e2/se0|s2:"
+                                     "d1,w32,b0=sg/k3/e2)"),
+    (["--latency-margin", "150%"], "error: --latency-margin: 1.5 is not a fraction in [0, 1), e.g. 0.05 for 5%"),
+    (["--latency-margin", "wide"], "error: --latency-margin: 'wide' is not a fraction or a percentage, e.g. 0.05 "
+                                   "or 5%"),
+    (["--fit", "2"], "error: --fit: 2 is not 0 or a number of networks >= 4"),
     (["--storage", "nosuchdb://x/y"], "error: cannot open storage 'nosuchdb://x/y': "),
     (["--n-trials", "0"], "error: --n-trials: 0 is not a positive number of trials"),
 ])
@@ -325,7 +344,7 @@ def test_bad_input_exits_2_and_leaves_the_earlier_run_alone(earlier_run, capsys,
     tiny, lut, run, before = earlier_run
     capsys.readouterr()
     args = ["search", "--space", str(tiny), "--target-latency", f"{TARGET}ms", "--lut", str(lut), "--threads", "1",
-            "--n-trials", "5", "--run-dir", str(run), "--quiet", *extra]
+            "--n-trials", "5", "--run-dir", str(run), "--quiet", "--fit", "0", *extra]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     profile = current_profile("torch", threads=1, batch_size=1).id
@@ -341,7 +360,7 @@ def test_study_made_for_another_space_is_refused(earlier_run, write_yaml, capsys
     synthetic_table(other, lut)
     capsys.readouterr()
     code = main(["search", "--space", str(other), "--target-latency", f"{TARGET}ms", "--lut", str(lut),
-                 "--threads", "1", "--run-dir", str(run), "--study-name", "run", "--quiet",
+                 "--threads", "1", "--run-dir", str(run), "--study-name", "run", "--quiet", "--fit", "0",
                  "--storage", f"sqlite:///{run / 'study.db'}"])
     err = capsys.readouterr().err
     assert code == 2
@@ -372,3 +391,48 @@ def test_auto_sampler_choice() -> None:
     assert auto_choice(2, 5000) == "nsga2" and auto_choice(2, None) == "nsga2" and auto_choice(1, None) == "tpe"
     assert type(make_sampler("auto", 0, 2, 300)).__name__ == "TPESampler"
     assert type(make_sampler("auto", 0, 2, 5000)).__name__ == "NSGAIISampler"
+
+
+# ---- the latency margin and the correction fitted at the start ---------------------------------------
+def test_feasible_means_the_upper_end_meets_the_target(tiny, tmp_path) -> None:
+    result = _search(tiny, tmp_path / "run", sampler="random", n_trials=40, latency_margin=0.25)
+    trials = result.trials
+    assert trials["latency_upper_ms"].to_numpy() == pytest.approx(1.25 * trials["predicted_latency_ms"].to_numpy())
+    assert (trials["feasible"] == (trials["latency_upper_ms"] <= TARGET)).all()
+    # Some trials meet the target on their prediction alone but not with the margin: they are not feasible.
+    assert ((trials["predicted_latency_ms"] <= TARGET) & ~trials["feasible"]).any()
+    assert (result.pareto["latency_upper_ms"] <= TARGET).all()
+
+
+def test_default_margin_follows_the_tables_residuals(tiny, tmp_path) -> None:
+    from proxies.latency import Correction
+
+    model = synthetic_model(tiny)
+    assert model.default_margin() == 0.05  # nothing known yet
+    model.table.correction = Correction(scale=1.0, offset_ms=0.0, n=20, mape=0.02, residual_mean=0.01,
+                                        residual_sd=0.02, residual_n=50)
+    assert model.default_margin() == pytest.approx(0.01 + 1.645 * 0.02)
+    search = api.prepare_search(tiny, api.SearchSettings(target_ms=TARGET, run_dir=tmp_path / "run"), model, COSTS)
+    assert search.margin == pytest.approx(0.01 + 1.645 * 0.02)
+
+
+def test_a_table_without_a_correction_gets_one_fitted_before_the_search(tiny, tmp_path, monkeypatch) -> None:
+    from nas.latency import LatencyModel
+    from proxies.latency import Correction
+
+    model = synthetic_model(tiny)
+    model.measure_missing = True  # the search may measure: the first search from an empty cache
+    fitted = []
+
+    def fake_fit(self, space, n=20, seed=0, passes=3, progress=None):
+        fitted.append((n, passes))
+        self.table.correction = Correction(scale=1.1, offset_ms=0.0, n=n, mape=0.02, residual_mean=0.0,
+                                           residual_sd=0.03, residual_n=n)
+        return self.table.correction
+
+    monkeypatch.setattr(LatencyModel, "fit_correction", fake_fit)
+    search = api.prepare_search(tiny, api.SearchSettings(target_ms=TARGET, run_dir=tmp_path / "run", fit=8),
+                                model, COSTS)
+    assert fitted == [(8, 2)] and search.margin == pytest.approx(1.645 * 0.03)
+    api.prepare_search(tiny, api.SearchSettings(target_ms=TARGET, run_dir=tmp_path / "again", fit=8), model, COSTS)
+    assert len(fitted) == 1  # the table keeps its correction: fitted once

@@ -9,11 +9,12 @@ import pandas as pd
 
 from nas.space import SearchSpace, decisions
 
-METRIC_COLUMNS = ["macs", "params", "predicted_latency_ms", "objective", "feasible"]
+METRIC_COLUMNS = ["macs", "params", "predicted_latency_ms", "latency_upper_ms", "objective", "feasible"]
 
 
 def trials_frame(study: optuna.Study | Sequence[optuna.trial.FrozenTrial], space: SearchSpace) -> pd.DataFrame:
-    """Columns: number, state, one per decision, macs, params, predicted_latency_ms, objective, feasible, arch."""
+    """Columns: number, state, one per decision, macs, params, predicted_latency_ms, latency_upper_ms (the
+    prediction plus the search's latency margin, what feasibility was judged on), objective, feasible, arch."""
     trials = study.get_trials(deepcopy=False) if isinstance(study, optuna.Study) else list(study)
     names = [d.name for d in decisions(space)]
     rows = []
@@ -23,7 +24,7 @@ def trials_frame(study: optuna.Study | Sequence[optuna.trial.FrozenTrial], space
         ua = t.user_attrs
         feasible = bool(t.constraints) and all(v <= 0 for v in t.constraints.values())
         row.update(macs=ua.get("macs"), params=ua.get("params"), predicted_latency_ms=ua.get("predicted_latency_ms"),
-                   objective=ua.get("objective"), feasible=feasible and t.state == optuna.trial.TrialState.COMPLETE,
+                   latency_upper_ms=ua.get("latency_upper_ms"), objective=ua.get("objective"), feasible=feasible and t.state == optuna.trial.TrialState.COMPLETE,
                    arch=ua.get("arch"))
         rows.append(row)
     frame = pd.DataFrame(rows, columns=["number", "state", *names, *METRIC_COLUMNS, "arch"])
