@@ -72,10 +72,15 @@ def _arch_stats(args: argparse.Namespace) -> int:
     print(f"{space.name}: {cost.params:,} params, {cost.macs:,} MACs (conv+linear), "
           f"{cost.flops:,} fvcore flops (all ops) at {cost.resolution}x{cost.resolution}")
     if "predicted_latency_ms" in info:
-        line = f"latency on {info['latency_profile']}: predicted {info['predicted_latency_ms']:.2f} ms"
+        low, high = info["predicted_interval_ms"]
+        print(f"latency on {info['latency_profile']}: predicted {info['predicted_latency_ms']:.2f} ms "
+              f"(90% interval {low:.2f}-{high:.2f} ms)")
         if "measured_latency_ms" in info:
-            line += f", measured {info['measured_latency_ms']:.2f} ms"
-        print(line)
+            speed = info["machine_speed"]
+            pace = "at the table's speed" if abs(speed - 1) < 0.02 else \
+                f"{speed:.2f}x {'slower' if speed > 1 else 'faster'} than the table's level"
+            print(f"  measured {info['measured_latency_ms']:.2f} ms at the table's level (as timed now: "
+                  f"{info['measured_raw_ms']:.2f} ms, the machine running {pace})")
     has_ms = "latency_ms" in blocks[0]
     print(f"  {'unit':<10} {'op':<18} {'input':<14} {'params':>10} {'MACs':>13}" + (f" {'ms':>8}" if has_ms else ""))
     for b in blocks:
@@ -95,12 +100,15 @@ def _latency_stats(args: argparse.Namespace, space: Any, blocks: list[dict[str, 
         model.fill(space, list(units))
         for block, unit in zip(blocks, units):
             block["latency_ms"] = model.unit_ms(unit, space)
-        out: dict[str, Any] = {"latency_profile": model.profile.id, "predicted_latency_ms": model.predict_ms(space),
+        predicted = model.predict(space)
+        out: dict[str, Any] = {"latency_profile": model.profile.id, "predicted_latency_ms": predicted.ms,
+                               "predicted_interval_ms": [predicted.low_ms, predicted.high_ms],
                                "latency_sum_ms": model.sum_ms(space),
                                "latency_corrected": model.table.correction is not None}
         if args.measure:
-            m = model.measure_network(space)
-            out.update(measured_latency_ms=m.median_ms, measured_spread_ms=m.spread_ms)
+            (ms,) = model.measure_networks(space, [{}], passes=3)
+            out.update(measured_latency_ms=ms, measured_raw_ms=model.last_raw[0], machine_speed=model.last_speed,
+                       measured_pass_cv=model.last_pass_spread[0])
     finally:
         model.table.save()
     return out
@@ -137,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--no-latency", action="store_true", help="skip the latency prediction (no measuring)")
-    p.add_argument("--measure", action="store_true", help="also measure the whole network end to end")
+    p.add_argument("--measure", action="store_true", help="also measure the whole network end to end (median of "
+                   "warm back-to-back calls, 3 passes, at the table's speed level and as timed now)")
     cli_lut.add_profile_options(p)
     p.set_defaults(func=_arch_stats)
     p = arch_cmds.add_parser("sample", help="draw a random architecture and write it as a fixed YAML")

@@ -52,6 +52,8 @@ def _build(args: argparse.Namespace) -> int:
     if args.fit > 0 and (model.table.correction is None or args.refit):
         c = model.fit_correction(space, n=args.fit, progress=progress(not args.quiet, "fitting correction", "run"))
         print(f"correction: {describe(c)}", file=sys.stderr)
+        if model.last_fit_note:
+            print(f"warning: {model.last_fit_note}", file=sys.stderr)
     model.table.save()
     print(f"wrote {model.table.path}: {len(model.table)} entries")
     return 0
@@ -70,8 +72,10 @@ def _count_units(space: Any, units: list, quiet: bool) -> None:
 
 
 def describe(c: Any) -> str:
+    residuals = (f"; residuals on {c.residual_n} unseen networks: mean {c.residual_mean:+.1%}, sd {c.residual_sd:.1%}"
+                 if c.residual_n else "")
     return (f"measured = {c.scale:.4f} x sum {c.per_unit_ms:+.4f} ms x units {c.offset_ms:+.3f} ms "
-            f"(fit on {c.n} networks, MAPE {c.mape:.1%})")
+            f"(fit on {c.n} networks, MAPE {c.mape:.1%}{residuals})")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -82,6 +86,7 @@ def _show(args: argparse.Namespace) -> int:
                             "entries": len(table), "correction": None}
     if table.correction is not None:
         info["correction"] = table.correction.to_dict()
+    info["level_ms"] = table.reference.ms if table.reference is not None else None
     if args.space:
         from nas.space import load_space, unique_units
 
@@ -97,6 +102,8 @@ def _show(args: argparse.Namespace) -> int:
     for k, v in info["profile"].items():
         print(f"  {k:<20} {v}")
     print("  correction           " + (describe(table.correction) if table.correction else "none fitted"))
+    print("  speed level          " + (f"the probe took {info['level_ms']:.3f} ms" if info["level_ms"] is not None
+                                      else "none (nothing measured here yet, or imported from a device)"))
     if "coverage" in info:
         cov = info["coverage"]
         print(f"coverage of {cov['space']}: {cov['covered']}/{cov['units']} units ({cov['fraction']:.1%})")
@@ -115,6 +122,8 @@ def _validate(args: argparse.Namespace) -> int:
         if (model.table.correction is None or args.refit) and args.fit > 0:
             model.fit_correction(space, n=args.fit, passes=args.passes,
                                  progress=progress(not args.quiet, "fitting correction", "run"))
+            if model.last_fit_note:
+                print(f"warning: {model.last_fit_note}", file=sys.stderr)
         report = validate(model, space, args.samples, seed=args.seed, passes=args.passes,
                           progress=progress(not args.quiet, "validating", "run"))
     finally:
@@ -129,9 +138,10 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"  Spearman       {report['spearman']:.4f}")
     print(f"  Kendall        {report['kendall']:.4f}")
     raw = report["raw"]
-    print(f"  (figures above are drift-corrected by a reference network timed beside each group; against the "
-          f"raw medians: within +-10% {raw['within_10pct']:.1%}, MAPE {raw['mape']:.2%}, "
-          f"Spearman {raw['spearman']:.4f}; the reference moved {report['drift_cv']:.1%} between groups)")
+    print(f"  (figures above are at the table's speed level, through the probe timed before and after each "
+          f"group; against the medians as timed: within +-10% {raw['within_10pct']:.1%}, MAPE {raw['mape']:.2%}, "
+          f"Spearman {raw['spearman']:.4f}; the machine ran at {report['speed']:.2f}x the level, moving "
+          f"{report['drift_cv']:.1%} between groups)")
     if report["measurement_cv"] is not None:
         print(f"  noise floor    a network's end-to-end figure moved {report['measurement_cv']:.1%} (median CV) "
               f"between its {report['passes']} passes")

@@ -83,9 +83,14 @@ def _search(args: argparse.Namespace) -> int:
     settings = api.SearchSettings(
         target_ms=target, objective=args.objective, sampler=args.sampler, seed=args.seed,
         mode="single" if args.single_objective else "multi", n_trials=args.n_trials, timeout_s=args.timeout,
-        run_dir=args.run_dir, storage=args.storage, study_name=args.study_name, data=args.data, epochs=args.epochs)
+        run_dir=args.run_dir, storage=args.storage, study_name=args.study_name, data=args.data, epochs=args.epochs,
+        latency_margin=_margin(args.latency_margin), fit=args.fit)
     latency = cli_lut.latency_model(args)
-    search = api.prepare_search(args.space, settings, latency)
+    search = api.prepare_search(args.space, settings, latency, say=lambda line: print(line, file=sys.stderr))
+    if search.fit_note:
+        print(f"warning: {search.fit_note}", file=sys.stderr)
+    print(f"latency margin {search.margin:.1%}: feasible means predicted x {1 + search.margin:.3f} <= "
+          f"{target:g} ms", file=sys.stderr)
     progress = LogProgress(args.objective) if args.quiet else BarProgress(args.objective, latency.table)
     earlier = search.stats.total
     if earlier:
@@ -94,6 +99,19 @@ def _search(args: argparse.Namespace) -> int:
                              table_path=str(latency.table.path) if latency.table.path else None).outcome
     _print_outcome(outcome)
     return 130 if outcome.interrupted else 0
+
+
+def _margin(text: str | None) -> float | None:
+    """--latency-margin: '5%' or '0.05' -> 0.05; None keeps the table's default."""
+    if text is None:
+        return None
+    from nas.errors import NasError
+
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise NasError(f"--latency-margin: {text!r} is not a fraction or a percentage, e.g. 0.05 or 5%") from None
+    return value
 
 
 def _print_outcome(outcome: Any) -> None:
@@ -110,13 +128,17 @@ def _print_outcome(outcome: Any) -> None:
         for row in summary.get("least_violating", []):
             print(f"  trial {row['number']}: {row['predicted_latency_ms']:.2f} ms  {row['arch']}")
     else:
-        measured = (f", measured {best['measured_latency_ms']:.2f} ms" if best.get("measured_latency_ms") is not None
-                    else "")
+        measured = ""
+        if best.get("measured_latency_ms") is not None:
+            measured = f", measured {best['measured_latency_ms']:.2f} ms"
         label = "winner" if best.get("meets_target", True) else "NOT VERIFIED (fastest measured)"
         print(f"{label}: trial {best['number']}, {_fmt_objective(summary['objective'], best['objective'])}, "
               f"predicted {best['predicted_latency_ms']:.2f} ms{measured} (target {summary['target_latency_ms']:g} ms)")
         if summary.get("winner_note"):
             print(f"note: {summary['winner_note']}")
+        if best.get("measured_level_ms") is not None:
+            print(f"speed: predictions at {summary['machine_speed_at_start']:.2f}x the table's level (the machine "
+                  f"at the start), the winner check ran at {summary['machine_speed']:.2f}x")
     print(f"wrote {outcome.run_dir}: {' '.join(summary['files'])}")
 
 
@@ -152,6 +174,11 @@ def register(groups: Any) -> None:
     p.add_argument("--run-dir", metavar="DIR", help="run folder (default runs/<space>-<target>, e.g. runs/sandglass-20ms)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage, any SQLAlchemy URL (default sqlite:///DIR/study.db)")
     p.add_argument("--study-name", metavar="NAME", help="study name in the storage (default: the run folder's name)")
+    p.add_argument("--latency-margin", metavar="M", help="feasible means predicted x (1 + M) <= target, so the "
+                   "search is not drawn to networks the table under-predicts: 0.05 or 5%% (default: the upper end "
+                   "of the table's residuals on networks it did not see, mean + 1.645 sd; 5%% before it has any)")
+    p.add_argument("--fit", type=int, default=12, metavar="N", help="when the table has no correction yet, measure "
+                   "N networks end to end first and fit one (default 12; 0: use the plain sum)")
     p.add_argument("--no-measure", action="store_true", help="do not measure the winner end to end")
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     cli_lut.add_profile_options(p)

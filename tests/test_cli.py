@@ -103,6 +103,10 @@ def test_arch_stats_text(capsys) -> None:
     assert len(lines) == 2 + 21
 
 
+def table_level(path: Path) -> float:
+    return json.loads(path.read_text())["reference"]["ms"]
+
+
 def test_arch_stats_latency(capsys, tmp_path: Path) -> None:
     """Predicted latency measures the missing units into the table, then reads them back."""
     lut = tmp_path / "t.json"
@@ -112,7 +116,13 @@ def test_arch_stats_latency(capsys, tmp_path: Path) -> None:
     assert info["latency_corrected"] is False  # no correction fitted yet: the plain sum
     assert info["predicted_latency_ms"] == pytest.approx(sum(b["latency_ms"] for b in info["blocks"]))
     assert all(b["latency_ms"] > 0 for b in info["blocks"])
-    assert info["measured_latency_ms"] > 0 and info["measured_spread_ms"] >= 0
+    assert info["measured_latency_ms"] > 0 and info["measured_raw_ms"] > 0 and info["measured_pass_cv"] >= 0
+    # The raw figure is the level figure times the machine's speed against the level, per group.
+    assert info["machine_speed"] > 0 and info["measured_raw_ms"] / info["measured_latency_ms"] == pytest.approx(
+        info["machine_speed"], rel=0.5)
+    low, high = info["predicted_interval_ms"]
+    assert low < info["predicted_latency_ms"] < high  # no correction: the entries' standard errors alone
+    assert table_level(lut) > 0
     table = json.loads(lut.read_text())
     assert len(table["entries"]) == len({b["key"] for b in info["blocks"]})
     # A second run finds every unit in the table and predicts the same value.
