@@ -305,3 +305,21 @@ def test_figures_within_the_probes_noise_are_kept_as_timed(monkeypatch, space, m
     level, near, far = (model.measure_networks(space, [arch], passes=1)[0] for _ in range(3))
     assert near == pytest.approx(1.05 * level)  # 5% off the level: the probe's noise, kept as timed
     assert far == pytest.approx(level)  # 50% off: another state of the machine, rescaled
+
+
+def test_prediction_interval_from_entries_and_residuals(scripted, space, model) -> None:
+    from proxies.latency import Correction
+
+    arch = sample(space, 4)
+    bare = model.predict(space, arch)
+    units = plan(space, arch).units
+    # Entries only: the standard error of each median, 1.253 * IQR / 1.349 / sqrt(runs), added in quadrature.
+    se = sum((0.929 * model.table.entries[u.text].spread_ms) ** 2 / 10 for u in units) ** 0.5
+    assert bare.ms == pytest.approx(units_sum(space, arch))
+    assert bare.high_ms - bare.ms == pytest.approx(1.645 * se) and bare.residual_n == 0
+    model.table.correction = Correction(scale=1.0, offset_ms=0.0, n=20, mape=0.03, residual_mean=0.02,
+                                        residual_sd=0.04, residual_n=50)
+    wide = model.predict(space, arch)
+    rel = ((se / wide.ms) ** 2 + 0.04 ** 2) ** 0.5
+    assert (wide.low_ms, wide.high_ms) == pytest.approx((wide.ms * (1.02 - 1.645 * rel), wide.ms * (1.02 + 1.645 * rel)))
+    assert wide.residual_n == 50
