@@ -122,18 +122,13 @@ def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, Entry | 
         profile = DeviceProfile.from_dict(doc["profile"])
     except (TypeError, ValueError) as exc:
         raise damaged(f"profile: {exc}") from None
-    correction = None
-    if doc["correction"] is not None:
+    optional = {}
+    for name, cls in (("correction", Correction), ("reference", Entry)):  # each may be null
         try:
-            correction = parse_fields(Correction, doc["correction"])
+            optional[name] = None if doc[name] is None else parse_fields(cls, doc[name])
         except (TypeError, ValueError) as exc:
-            raise damaged(f"correction: {exc}") from None
-    reference = None
-    if doc["reference"] is not None:
-        try:
-            reference = parse_fields(Entry, doc["reference"])
-        except (TypeError, ValueError) as exc:
-            raise damaged(f"reference: {exc}") from None
+            raise damaged(f"{name}: {exc}") from None
+    correction, reference = optional["correction"], optional["reference"]
     if not isinstance(doc["entries"], dict):
         raise damaged("entries is not an object")
     entries = {}
