@@ -159,6 +159,11 @@ def test_reformatted_file_still_loads(saved: Path):
     (lambda d: d["profile"].update(backend="tpu"),
      "profile: unknown backend 'tpu'; choose one of torch, torchscript, onnxruntime, cuda"),
     (lambda d: d["correction"].update(n=-1), "correction: n: -1 is less than 0"),
+    (lambda d: d["correction"].update(residual_sd=-0.1), "correction: residual_sd: -0.1 is negative"),
+    (lambda d: d.update(reference={"ms": -0.8, "spread_ms": 0.0, "runs": 2, "rounds": 1}),
+     "reference: ms: -0.8 is negative"),
+    (lambda d: d.update(reference=[0.8]), "reference: expected an object, got a list"),
+    (lambda d: d.pop("reference"), "missing field 'reference'"),
     (lambda d: d.update(entries=[]), "entries is not an object"),
 ])
 def test_bad_fields(saved: Path, edit, why):
