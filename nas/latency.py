@@ -191,12 +191,14 @@ class LatencyModel:
         return figures, level_factor(self.table.reference.ms, reading)
 
     def current_speed(self, readings: int = 8) -> float:
-        """How fast the machine runs now against the table's level (> 1: slower), from the probe:
-        the median of this many fresh readings, taken as 1 within the probe's noise (PROBE_BAND).
-        A table without a level takes it from these readings."""
+        """How fast the machine runs in this session against the table's level (> 1: slower), from the
+        probe: the median of this many fresh readings and every earlier one of this session, taken as 1
+        within the probe's noise (PROBE_BAND). A spot reading alone misled: 8 readings said 1.11x at a
+        search's start and the machine ran 0.94x during its winner check minutes later. A table
+        without a level takes it from these readings."""
         fresh = [self.probe_ms() for _ in range(readings)]
         self.probe_readings.extend(fresh)
-        now = float(np.median(fresh))
+        now = float(np.median(self.probe_readings))
         if self.table.reference is None:
             self.table.set_reference(Entry(ms=now, spread_ms=float(np.subtract(*np.percentile(fresh, [75, 25]))),
                                            runs=readings, rounds=1))

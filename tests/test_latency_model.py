@@ -291,8 +291,8 @@ def test_a_group_timed_while_the_machine_changed_speed_is_timed_again(monkeypatc
 def test_current_speed_reads_the_probe_against_the_level(monkeypatch, space, model) -> None:
     Machine(monkeypatch, space, readings=iter([1.0] * 8 + [1.5] * 8 + [1.04] * 8))
     assert model.current_speed() == 1.0 and model.table.reference.ms == PROBE_MS  # the first readings set the level
-    assert model.current_speed() == pytest.approx(1.5)
-    assert model.current_speed() == 1.0  # 4% off: within the probe's noise
+    assert model.current_speed() == pytest.approx(1.25)  # the session's median: 8 readings at 1.0, 8 at 1.5
+    assert model.current_speed() == 1.0  # 24 readings, median 1.04: within the probe's noise
 
 
 def test_figures_within_the_probes_noise_are_kept_as_timed(monkeypatch, space, model) -> None:
