@@ -72,8 +72,9 @@ def choose_winner(front: pd.DataFrame, target_ms: float,
     """The best-objective front point whose end-to-end measurement meets the target.
 
     The best MAX_WINNER_TRIES - 1 points by objective and the front's fastest point (the likeliest
-    to meet the target) are measured together, in one rotation, so that all of them are timed at
-    the same speed of the machine: `measure(numbers)` returns (median, spread) in ms for each.
+    to meet the target) are measured in one call, in reshuffled passes, so that a slow minute of the
+    machine is shared by all of them instead of failing one: `measure(numbers)` returns (median,
+    spread) in ms for each.
     Without a measure function the best point wins on its prediction alone.
     """
     rows = list(front.iloc[::-1].itertuples(index=False))  # best objective first, the fastest point last
