@@ -371,13 +371,14 @@ class LatencyModel:
         archs = fit_archs(space, n, seed)
         measured = np.array(self.measure_networks(space, archs, passes, progress))
         correction = self._fit(space, archs, measured)
-        self.last_fit_note = symptom(correction, float(np.median(measured)))
+        typical = (float(np.median(measured)), int(np.median([len(plan(space, a).units) for a in archs])))
+        self.last_fit_note = symptom(correction, *typical)
         if self.last_fit_note is not None:
             units = {u.text: u for a in archs for u in plan(space, a).units}
             for batch in _batches(_shuffled(list(units.values()), SHUFFLE_SEED), UNIT_GROUP):
                 self.measure_units(space, batch)
             correction = self._fit(space, archs, measured)
-            note = symptom(correction, float(np.median(measured)))
+            note = symptom(correction, *typical)
             self.last_fit_note = None if note is None else f"{note} (after re-timing the fit networks' units)"
         self.table.correction = correction
         return correction
@@ -393,10 +394,10 @@ class LatencyModel:
                           residual_n=len(archs))
 
 
-def symptom(c: Correction, typical_ms: float) -> str | None:
+def symptom(c: Correction, typical_ms: float, typical_units: int = 20) -> str | None:
     """One line when a correction is far from "the sum plus cache effects and a small per-call
-    overhead" for a network of about `typical_ms`, else None."""
-    extra = c.offset_ms + c.per_unit_ms * 20  # ~20 units a network
+    overhead" for a network of about `typical_ms` and `typical_units` units, else None."""
+    extra = c.offset_ms + c.per_unit_ms * typical_units
     plain = (typical_ms - extra) / c.scale if c.scale > 0 else 0.0  # that network's plain sum
     change = typical_ms / plain - 1 if plain > 0 else math.inf
     if abs(c.scale - 1) > SYMPTOM or abs(change) > SYMPTOM:
