@@ -322,16 +322,15 @@ class LatencyModel:
 
     def measure_networks(self, space: SearchSpace, archs: Sequence[Mapping[str, Any]], passes: int = 3,
                          progress: Callable[[Iterable], Iterable] | None = None) -> list[float]:
-        """End-to-end medians of several networks at the table's speed level, timed in rotation in groups
-        beside the probe, over `passes` sweeps.
+        """End-to-end medians of several networks at the table's speed level, over `passes` sweeps.
 
-        Each sweep reshuffles the groups, so a network's figure is the median of timings taken
-        minutes apart and beside different company. Every figure is rescaled by the table's level
-        over the probe's time in its group: on this machine whole groups run 7-18% faster or slower
-        than others, and the probe, timed in the same rotation, moves with them. Kept for the
-        caller: the raw medians as timed (`last_raw`), the probe's spread across groups
-        (`last_drift_cv`), the machine's speed against the level (`last_speed`, > 1: slower now)
-        and each network's spread between passes (`last_pass_spread`).
+        Each network is timed in a group of NETWORK_GROUP (alone) between two probe readings; each
+        sweep reshuffles the order, so a network's figure is the median of timings taken minutes
+        apart. A group timed while the machine ran beyond the probe's noise from the table's level
+        is rescaled to it (`_timed_with_probe`). Kept for the caller: the raw medians as timed
+        (`last_raw`), the probe's spread across groups (`last_drift_cv`), the machine's speed
+        against the level (`last_speed`, > 1: slower now) and each network's spread between passes
+        (`last_pass_spread`).
         """
         raw: list[list[float]] = [[] for _ in archs]
         factors: list[list[float]] = [[] for _ in archs]
