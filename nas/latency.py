@@ -32,19 +32,19 @@ Z90 = 1.645  # a two-sided 90% interval (and a one-sided 95% bound) of a normal 
 
 # What "latency" means everywhere (table entries, fit, validation, `arch stats --measure`, the
 # winner check): the median of warm, back-to-back calls of the module run alone, as
-# torch.utils.benchmark reports it, at the table's speed level (the machine in its quiet state).
-# Units and networks are timed in rotation, a group at a time, to share this machine's
+# torch.utils.benchmark reports it, at the table's speed level (the probe's time when the table's
+# first group was timed). Units are timed in rotation, a group at a time, to share this machine's
 # second-to-second drift; each visit makes one untimed call (the other members evicted this one's
-# weights) and then a burst of timed calls. The probe is timed right before and after every group,
-# and a group timed while the machine ran at another speed than the table's level (beyond the
-# probe's own noise, PROBE_BAND) is rescaled to the level. Groups are drawn in a seeded shuffle,
-# so the units of one network come from many groups.
+# weights) and then a burst of timed calls. Networks are timed alone (NETWORK_GROUP). The probe is
+# timed right before and after every group, and a group timed while the machine ran at another
+# speed than the table's level (beyond the probe's own noise, PROBE_BAND) is rescaled to the level.
+# Groups of units are drawn in a seeded shuffle, so the units of one network come from many groups.
 UNIT_MEASURE = {"warmup": 1, "min_runs": 3, "burst": 4, "max_rounds": 2, "target_rel_spread": 0.10}
 NETWORK_MEASURE = {"warmup": 2, "min_runs": 4, "burst": 5, "max_rounds": 2, "target_rel_spread": 0.05}
 # A correction this far from the plain sum means entries and networks were not timed at one speed
-# or in one way: a symptom to re-time, not to fit away. In a network each unit reads its weights
-# from L3, not from L2 as in its own warm loop, and measured here that alone puts networks 5-17%
-# above their warm sums: within 25% is physics.
+# or in one way: a symptom to re-time, not to fit away. Networks measured 5-17% above the sum of
+# their warm units here (likely cache: in a network a unit's weights are not in L2 as in its own
+# warm loop; not isolated), so a correction within 25% is expected.
 SYMPTOM = 0.25  # |scale - 1|, or the correction's change to a typical network, beyond this
 # A group whose probe readings before and after differ by more than this was timed while the
 # machine changed speed: it is timed again, up to GROUP_TRIES times in all.
@@ -157,7 +157,7 @@ class LatencyModel:
         self.last_pass_spread: list[float] = []
         self.last_raw: list[float] = []
         self.last_drift_cv: float | None = None  # the probe's spread across the last call's groups
-        self.last_speed: float | None = None  # median table level / probe now, over the last call's groups
+        self.last_speed: float | None = None  # median probe reading / table level over the last call's groups
         self.last_fit_note: str | None = None  # a correction symptom found by the last fit, said in one line
         self.probe_readings: list[float] = []  # every probe reading of this session (ms)
         self.retimed_groups = 0  # groups timed again because the machine changed speed during them
@@ -287,7 +287,9 @@ class LatencyModel:
 
     def predict_ms(self, space: SearchSpace, arch: Mapping[str, Any] | None = None) -> float:
         """Sum of entries, corrected by the table's fitted correction when it has one."""
-        units = plan(space, arch or {}).units
+        return self._corrected_ms(space, plan(space, arch or {}).units)
+
+    def _corrected_ms(self, space: SearchSpace, units: Sequence[Unit]) -> float:
         total = self._entries_ms(space, units)
         c = self.table.correction
         if c is None:
@@ -297,7 +299,7 @@ class LatencyModel:
     def predict(self, space: SearchSpace, arch: Mapping[str, Any] | None = None) -> Prediction:
         """The prediction with a 90% interval (see `Prediction`)."""
         units = plan(space, arch or {}).units
-        ms = self.predict_ms(space, arch)
+        ms = self._corrected_ms(space, units)
         entries = self.table.entries
         # Standard error of each entry's median: 1.253 sigma / sqrt(runs), sigma ~ IQR / 1.349.
         se = sum((0.929 * entries[u.text].spread_ms) ** 2 / entries[u.text].runs for u in units) ** 0.5
@@ -433,14 +435,14 @@ def choose_correction(sums: np.ndarray, counts: np.ndarray,
     models = ["sum", "offset", "affine"] + (["full"] if np.ptp(counts) > 0 else [])
     best, best_err, best_loo = "sum", float("inf"), np.zeros(len(sums))
     for model in models:
-        loo = []
+        held_out = np.empty(len(sums))  # each network predicted by the fit on all the others
         for i in range(len(sums)):
             keep = np.arange(len(sums)) != i
             a, b, c = _coefficients(model, sums[keep], counts[keep], measured[keep])
-            loo.append(measured[i] / (a * sums[i] + b * counts[i] + c) - 1)
-        err = float(np.mean(np.abs(np.asarray(loo) / (1 + np.asarray(loo)))))  # |predicted - measured| / measured
+            held_out[i] = a * sums[i] + b * counts[i] + c
+        err = float(np.mean(np.abs(held_out - measured) / measured))
         if err < best_err - 1e-12:
-            best, best_err, best_loo = model, err, np.asarray(loo)
+            best, best_err, best_loo = model, err, measured / held_out - 1
     return (*_coefficients(best, sums, counts, measured), best_loo)
 
 
