@@ -14,7 +14,7 @@ from nas.cli import main
 from nas.cost import CostModel
 from nas.space import decisions, encode, load_space, log10_size, sample
 
-ROOT = Path(__file__).resolve().parent.parent
+from roots import ROOT
 SPACES_DIR = ROOT / "search_spaces"
 MOBILENET_V2 = SPACES_DIR / "reference" / "mobilenet_v2.yaml"
 MOBILENET_V3 = SPACES_DIR / "mobilenet_v3.yaml"

@@ -14,7 +14,7 @@ from nas.builder import build
 from nas.space import (Arch, canonical, decisions, decode, encode, fixed_dict, load_space, log10_size,
                        parse_space, plan, project, sample, size, unique_units, write_fixed)
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+from roots import SPACES_DIR
 ALL_FILES = sorted(SPACES_DIR.glob("**/*.yaml"))
 SHIPPED = ["sandglass", "mobilenet_v3"]  # the search spaces (with choices and a backbone)
 
