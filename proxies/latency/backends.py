@@ -8,34 +8,26 @@ size, layout and thread count, and without touching the caller's module.
 from __future__ import annotations
 
 import contextlib
-import copy
-import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from proxies.atomic import write_bytes_atomic
 from proxies.latency.errors import LatencyError, ProfileMismatchError
 from proxies.latency.harness import Measurement, measure, measure_interleaved
 from proxies.latency.profile import DeviceProfile, current_profile
+# The exporter is the project's, not latency's; runners feed its seeded input. INPUT_SEED and
+# export_onnx stay importable from here.
+from proxies.onnx_export import INPUT_SEED, export_onnx  # noqa: F401
+from proxies.onnx_export import eval_copy as _eval_copy, example_input as _example_input, one_line as _one_line
+from proxies.onnx_export import onnx_bytes as _onnx_bytes
 
 __all__ = ["Runner", "export_onnx", "measure_module", "measure_modules", "pinned_cpus", "pinned_threads", "prepare"]
 
-INPUT_SEED = 0  #: seed of the random input every backend feeds (same input, comparable outputs)
-ONNX_OPSET = 18
-
-# Narrow silencers: torch 2.13 flags the TorchScript API as deprecated, and its
-# ONNX exporter logs one line per torchvision op it cannot register and warns
-# from pytree internals.  None of it concerns the caller.
+# A narrow silencer: torch 2.13 flags the TorchScript API as deprecated, which does not concern the caller.
 _JIT_DEPRECATED = r"`torch\.jit\.(trace|trace_method|freeze|optimize_for_inference)` is deprecated"
-_PYTREE_LEAFSPEC = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
-_LEGACY_ONNX = r"(You are using the legacy TorchScript-based ONNX export|The feature will be removed)"
-_ONNX_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
 
 
 @dataclass(frozen=True)
@@ -59,23 +51,6 @@ class Runner:
         return self.to_tensor(result).detach().cpu().contiguous()
 
 
-def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(input_shape)
-    if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-        raise LatencyError(f"input_shape must be (C, H, W) with positive integers, got {tuple(input_shape)!r}")
-    return shape  # type: ignore[return-value]
-
-
-def _example_input(input_shape: Sequence[int], batch_size: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(INPUT_SEED)
-    return torch.randn((batch_size, *_check_shape(input_shape)), generator=generator)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
 def _single_tensor(result: Any) -> torch.Tensor:
     if isinstance(result, (list, tuple)) and len(result) == 1:
         result = result[0]
@@ -84,58 +59,6 @@ def _single_tensor(result: Any) -> torch.Tensor:
     if type(result).__module__ == "numpy":
         return torch.from_numpy(result)
     raise LatencyError(f"output() needs a module with one tensor output, got {type(result).__name__}")
-
-
-def _eval_copy(module: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy in eval mode: preparing never changes the caller's device, layout or mode."""
-    return copy.deepcopy(module).eval()
-
-
-@contextlib.contextmanager
-def _quiet_onnx_export() -> Iterator[None]:
-    logger = logging.getLogger(_ONNX_REGISTRATION_LOGGER)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_PYTREE_LEAFSPEC, category=FutureWarning)
-            warnings.filterwarnings("ignore", message=_LEGACY_ONNX, category=DeprecationWarning)
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def _onnx_bytes(module: torch.nn.Module, example: torch.Tensor, dynamo: bool = True) -> bytes:
-    """Serialized ONNX model of `module` (eval copy) for the fixed shape of `example`."""
-    model = _eval_copy(module)
-    try:
-        with _quiet_onnx_export(), torch.no_grad():
-            if dynamo:
-                program = torch.onnx.export(model, (example,), dynamo=True, external_data=False,
-                                            opset_version=ONNX_OPSET, verbose=False)
-                return program.model_proto.SerializeToString()
-            with tempfile.TemporaryDirectory(prefix="nas-onnx-") as tmp:
-                path = os.path.join(tmp, "model.onnx")
-                torch.onnx.export(model, (example,), path, dynamo=False, opset_version=ONNX_OPSET,
-                                  input_names=["input"], output_names=["output"])
-                return Path(path).read_bytes()
-    except LatencyError:
-        raise
-    except Exception as exc:  # the exporters raise many types; report one line, keep the chain
-        raise LatencyError(f"ONNX export of {type(module).__name__} failed: {_one_line(exc)}") from exc
-
-
-def export_onnx(module: torch.nn.Module, input_shape: Sequence[int], path: str | os.PathLike[str],
-                batch_size: int = 1, *, dynamo: bool = True) -> Path:
-    """Write `module` (in eval mode) as one self-contained .onnx file, atomically; return its path.
-
-    `input_shape` is (C, H, W); shapes are static.  ``dynamo=True`` uses the
-    torch.export-based exporter (torch's default since 2.9, needs onnxscript);
-    ``dynamo=False`` the deprecated TorchScript one, about 15x faster on small blocks.
-    """
-    target = Path(path)
-    data = _onnx_bytes(module, _example_input(input_shape, batch_size), dynamo=dynamo)
-    return write_bytes_atomic(target, data)
 
 
 def _torch_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile) -> Runner:

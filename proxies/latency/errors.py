@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+from proxies.errors import LatencyError  # the base lives in a leaf so the ONNX exporter can raise it
+
 __all__ = ["LatencyError", "ProfileMismatchError", "TableError"]
-
-
-class LatencyError(Exception):
-    """Base of every error this package raises on purpose (bad profile, failed export, bad table)."""
 
 
 class ProfileMismatchError(LatencyError):
