@@ -18,8 +18,11 @@ import pandas as pd
 
 from nas.cost import CostModel
 from nas.errors import NasError
-from nas.latency import LatencyModel
+from nas.latency import (ArchLatency, LatencyModel, OpsExport, TableBuild, TableInfo, arch_latency, export_ops,
+                         import_results, table_info, validate_table)
+from nas.latency import build_table as _build_table
 from nas.latency import model_for as latency_model
+from nas.latency.build import Bars, Say
 from nas.report import RunInfo, write_report
 from nas.search.results import pareto_frame, trials_frame
 from nas.search.run import Progress, Search, SearchOutcome, SearchSettings
@@ -27,8 +30,9 @@ from nas.search.storage import open_storage
 from nas.search.target import parse_latency
 from nas.space import SearchSpace, load_space
 
-__all__ = ["SearchResult", "SearchSettings", "export", "latency_model", "load_space", "pareto", "prepare_search",
-           "report", "run_search", "search", "trials"]
+__all__ = ["ArchLatency", "OpsExport", "SearchResult", "SearchSettings", "TableBuild", "TableInfo", "arch_latency",
+           "build_table", "export", "export_ops", "import_results", "latency_model", "load_space", "pareto",
+           "prepare_search", "report", "run_search", "search", "table_info", "trials", "validate_table"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the report say what matters
 
@@ -159,3 +163,21 @@ def export(space: SearchSpace | str | os.PathLike, arch: Mapping[str, Any] | Non
     from nas.export import export as export_
 
     return export_(_space(space), arch, fmt, path, **options)
+
+
+def build_table(space: SearchSpace | str | os.PathLike, latency: LatencyModel, *, fit: int = 20, refit: bool = False,
+                passes: int = 1, say: Say | None = None, bars: Bars | None = None) -> TableBuild:
+    """Measure a space's units into `latency`'s table, fit its correction and save it (`nas lut build`, see
+    `nas.latency.build_table`); the per-unit cost counts are warmed too, so a later search never traces."""
+    space = _space(space)
+
+    def warm_counts(units: list) -> None:
+        costs = CostModel.persistent()
+        todo = [u for u in units if not costs.has(u)]
+        bar = bars("counting units", "unit") if bars is not None and todo else None
+        for unit in bar(todo) if bar else todo:
+            costs.unit_counts(unit, space)
+        costs.save()
+
+    return _build_table(latency, space, fit=fit, refit=refit, passes=passes, say=say, bars=bars,
+                        after_fill=warm_counts)

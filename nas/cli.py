@@ -7,6 +7,7 @@ import sys
 from typing import Any, Sequence
 
 from nas import __version__, cli_export, cli_lut, cli_search, cli_train
+from nas.cli_common import add_profile_options, latency_model
 from nas.errors import NasError
 
 
@@ -92,25 +93,17 @@ def _arch_stats(args: argparse.Namespace) -> int:
 
 def _latency_stats(args: argparse.Namespace, space: Any, blocks: list[dict[str, Any]]) -> dict[str, Any]:
     """Predicted latency (measuring missing units first) and, with --measure, the end-to-end figure."""
-    from nas.space import plan
+    from nas import api
 
-    model = cli_lut.latency_model(args)
-    units = plan(space, {}).units
-    try:
-        model.fill(space, list(units))
-        for block, unit in zip(blocks, units):
-            block["latency_ms"] = model.unit_ms(unit, space)
-        predicted = model.predict(space)
-        out: dict[str, Any] = {"latency_profile": model.profile.id, "predicted_latency_ms": predicted.ms,
-                               "predicted_interval_ms": [predicted.low_ms, predicted.high_ms],
-                               "latency_sum_ms": model.sum_ms(space),
-                               "latency_corrected": model.table.correction is not None}
-        if args.measure:
-            (ms,) = model.measure_networks(space, [{}], passes=3)
-            out.update(measured_latency_ms=ms, measured_raw_ms=model.last_raw[0], machine_speed=model.last_speed,
-                       measured_pass_cv=model.last_pass_spread[0])
-    finally:
-        model.table.save()
+    stats = api.arch_latency(latency_model(args), space, measure=args.measure)
+    for block, ms in zip(blocks, stats.unit_ms):
+        block["latency_ms"] = ms
+    out: dict[str, Any] = {"latency_profile": stats.profile, "predicted_latency_ms": stats.predicted.ms,
+                           "predicted_interval_ms": [stats.predicted.low_ms, stats.predicted.high_ms],
+                           "latency_sum_ms": stats.sum_ms, "latency_corrected": stats.corrected}
+    if args.measure:
+        out.update(measured_latency_ms=stats.measured_ms, measured_raw_ms=stats.measured_raw_ms,
+                   machine_speed=stats.machine_speed, measured_pass_cv=stats.measured_pass_cv)
     return out
 
 
@@ -147,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-latency", action="store_true", help="skip the latency prediction (no measuring)")
     p.add_argument("--measure", action="store_true", help="also measure the whole network end to end (median of "
                    "warm back-to-back calls, 3 passes, at the table's speed level and as timed now)")
-    cli_lut.add_profile_options(p)
+    add_profile_options(p)
     p.set_defaults(func=_arch_stats)
     p = arch_cmds.add_parser("sample", help="draw a random architecture and write it as a fixed YAML")
     p.add_argument("file")

@@ -1,138 +1,69 @@
-"""`nas lut ...` commands and the device-profile options shared with `nas arch stats`."""
+"""`nas lut ...` commands: parse, call `nas.api`, print."""
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
+# add_profile_options, latency_model and progress moved to nas.cli_common; kept importable from here for the
+# command groups that still import them from cli_lut (nas.cli_search, nas.cli_train).
+from nas.cli_common import add_profile_options, bars, latency_model, progress, say  # noqa: F401
 from nas.errors import NasError
 
 
-def add_profile_options(p: argparse.ArgumentParser, *, lut: bool = True) -> None:
-    """--backend/--threads/--batch-size select the device profile; --lut picks the table file."""
-    p.add_argument("--backend", default="torch", help="torch, torchscript, onnxruntime or cuda (default torch)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                   help=f"intra-op threads (default: all {os.cpu_count()} cores)")
-    p.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
-    if lut:
-        p.add_argument("--lut", metavar="FILE", help="latency table file (default: one per profile in "
-                       "$NAS_LUT_DIR or ~/.cache/mobile-nas/latency)")
-
-
-def progress(enabled: bool, desc: str, unit: str) -> Any:
-    """A tqdm wrapper for loops, or None when quiet."""
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return lambda items: tqdm(items, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
-
-
-def latency_model(args: argparse.Namespace, *, path: str | None = None, measure_missing: bool = True) -> Any:
-    """The table for the profile the options describe (`nas.latency.model_for`)."""
-    from nas.latency import model_for
-
-    return model_for(args.backend, args.threads, args.batch_size, path or getattr(args, "lut", None) or None,
-                     measure_missing)
-
-
 def _build(args: argparse.Namespace) -> int:
-    from nas.space import load_space, unique_units
+    from nas import api
 
-    space = load_space(args.space)
+    space = api.load_space(args.space)
     model = latency_model(args, path=args.out)
-    units = list(unique_units(space).values())
-    todo = model.missing(space, units)
-    print(f"{space.name}: {len(units)} unique units, {len(units) - len(todo)} already in "
-          f"{model.table.path}, measuring {len(todo)} on profile {model.profile.id}", file=sys.stderr)
-    model.fill(space, todo, progress(not args.quiet, "measuring units", "unit"), passes=args.passes)
-    _count_units(space, units, args.quiet)
-    if args.fit > 0 and (model.table.correction is None or args.refit):
-        c = model.fit_correction(space, n=args.fit, progress=progress(not args.quiet, "fitting correction", "run"))
-        print(f"correction: {describe(c)}", file=sys.stderr)
-        if model.last_fit_note:
-            print(f"warning: {model.last_fit_note}", file=sys.stderr)
-    model.table.save()
-    print(f"wrote {model.table.path}: {len(model.table)} entries")
+    done = api.build_table(space, model, fit=args.fit, refit=args.refit, passes=args.passes, say=say,
+                           bars=bars(args.quiet))
+    print(f"wrote {done.path}: {done.entries} entries")
     return 0
 
 
-def _count_units(space: Any, units: list, quiet: bool) -> None:
-    """Warm the per-unit fvcore counts too, so a search after a build never traces a unit."""
-    from nas.cost import CostModel
-
-    costs = CostModel.persistent()
-    todo = [u for u in units if not costs.has(u)]
-    bar = progress(not quiet and bool(todo), "counting units", "unit")
-    for unit in bar(todo) if bar else todo:
-        costs.unit_counts(unit, space)
-    costs.save()
-
-
-def describe(c: Any) -> str:
-    residuals = (f"; residuals on {c.residual_n} unseen networks: mean {c.residual_mean:+.1%}, sd {c.residual_sd:.1%}"
-                 if c.residual_n else "")
-    return (f"measured = {c.scale:.4f} x sum {c.per_unit_ms:+.4f} ms x units {c.offset_ms:+.3f} ms "
-            f"(fit on {c.n} networks, MAPE {c.mape:.1%}{residuals})")
-
-
 def _show(args: argparse.Namespace) -> int:
-    from proxies.latency import LatencyTable
+    from nas import api
+    from nas.latency import describe
 
-    table = LatencyTable.load(args.file)
-    info: dict[str, Any] = {"file": args.file, "profile_id": table.profile.id, "profile": table.profile.to_dict(),
-                            "entries": len(table), "correction": None}
-    if table.correction is not None:
-        info["correction"] = table.correction.to_dict()
-    info["level_ms"] = table.reference.ms if table.reference is not None else None
-    if args.space:
-        from nas.space import load_space, unique_units
-
-        space = load_space(args.space)
-        keys = unique_units(space)
-        have = sum(1 for k in keys if k in table)
-        info["coverage"] = {"space": args.space, "units": len(keys), "covered": have,
-                            "fraction": have / len(keys)}
+    info = api.table_info(args.file, args.space)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info.to_dict(), indent=2))
         return 0
-    print(f"{args.file}: {info['entries']} entries, profile {info['profile_id']}")
-    for k, v in info["profile"].items():
+    print(f"{args.file}: {info.entries} entries, profile {info.profile_id}")
+    for k, v in info.profile.items():
         print(f"  {k:<20} {v}")
-    print("  correction           " + (describe(table.correction) if table.correction else "none fitted"))
-    print("  speed level          " + (f"the probe took {info['level_ms']:.3f} ms" if info["level_ms"] is not None
+    print("  correction           " + (describe(info.correction) if info.correction else "none fitted"))
+    print("  speed level          " + (f"the probe took {info.level_ms:.3f} ms" if info.level_ms is not None
                                       else "none (nothing measured here yet, or imported from a device)"))
-    if "coverage" in info:
-        cov = info["coverage"]
+    if info.coverage is not None:
+        cov = info.coverage
         print(f"coverage of {cov['space']}: {cov['covered']}/{cov['units']} units ({cov['fraction']:.1%})")
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from nas.latency import validate
-    from nas.space import load_space
+    from nas import api
 
     if args.samples < 2:
         raise NasError(f"--samples must be at least 2, got {args.samples}")
-    space = load_space(args.space)
+    space = api.load_space(args.space)
     model = latency_model(args, measure_missing=not args.no_measure)
-    try:
-        if (model.table.correction is None or args.refit) and args.fit > 0:
-            model.fit_correction(space, n=args.fit, passes=args.passes,
-                                 progress=progress(not args.quiet, "fitting correction", "run"))
-            if model.last_fit_note:
-                print(f"warning: {model.last_fit_note}", file=sys.stderr)
-        report = validate(model, space, args.samples, seed=args.seed, passes=args.passes,
-                          progress=progress(not args.quiet, "validating", "run"))
-    finally:
-        model.table.save()
+    report = api.validate_table(model, space, args.samples, seed=args.seed, fit=args.fit, refit=args.refit,
+                                passes=args.passes, say=say, bars=bars(args.quiet))
     if args.json:
         report.pop("rows") if not args.rows else None
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{space.name} on {report['profile']}: {report['n']} random networks, measured end to end")
+    _print_validation(space.name, report, model.table.correction)
+    return 0
+
+
+def _print_validation(space: str, report: dict[str, Any], correction: Any) -> None:
+    from nas.latency import describe
+
+    print(f"{space} on {report['profile']}: {report['n']} random networks, measured end to end")
     print(f"  within +-10%   {report['within_10pct']:.1%}")
     print(f"  MAPE           {report['mape']:.2%}")
     print(f"  Spearman       {report['spearman']:.4f}")
@@ -145,22 +76,20 @@ def _validate(args: argparse.Namespace) -> int:
     if report["measurement_cv"] is not None:
         print(f"  noise floor    a network's end-to-end figure moved {report['measurement_cv']:.1%} (median CV) "
               f"between its {report['passes']} passes")
-    if model.table.correction:
-        print(f"  correction     {describe(model.table.correction)}; fit networks are never validated")
+    if correction:
+        print(f"  correction     {describe(correction)}; fit networks are never validated")
     print("  worst cases:")
     for r in report["worst"]:
         print(f"    {r['error']:+.1%}  predicted {r['predicted_ms']:.2f} ms, measured {r['measured_ms']:.2f} ms  {r['arch'][:80]}")
-    return 0
 
 
-# --- remote devices: `nas lut export-ops` / `nas lut import` (nas/remote.py) -------------------
+# --- remote devices: `nas lut export-ops` / `nas lut import` (nas/latency/remote.py) -----------
 def _export_ops(args: argparse.Namespace) -> int:
-    from nas.remote import export_ops
-    from nas.space import load_space
+    from nas import api
 
-    space = load_space(args.space)
-    done = export_ops(space, args.out, batch_size=args.batch_size, samples=args.samples, seed=args.seed,
-                      progress=progress(not args.quiet, "exporting units", "unit"))
+    space = api.load_space(args.space)
+    done = api.export_ops(space, args.out, batch_size=args.batch_size, samples=args.samples, seed=args.seed,
+                          progress=progress(not args.quiet, "exporting units", "unit"))
     print(f"{space.name}: {done.units} unique units, {done.kept} already exported, {done.exported} exported "
           f"in {done.seconds:.1f} s", file=sys.stderr)
     print(f"wrote {done.manifest}: {done.rows} files ({done.bytes / 1e6:,.1f} MB) in {done.dir / 'ops'}; "
@@ -169,10 +98,10 @@ def _export_ops(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from nas.remote import import_results
+    from nas import api
 
-    table = import_results(args.csv, device=args.device, backend=args.backend, threads=args.threads,
-                           batch_size=args.batch_size, out=args.out)
+    table = api.import_results(args.csv, device=args.device, backend=args.backend, threads=args.threads,
+                               batch_size=args.batch_size, out=args.out)
     print(f"wrote {table.path}: {len(table)} entries, profile {table.profile.id}")
     return 0
 # --- end remote devices ----------------------------------------------------------------------
@@ -215,7 +144,7 @@ def register(groups: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_validate)
 
-    # --- remote devices: `nas lut export-ops` / `nas lut import` (nas/remote.py) ---------------
+    # --- remote devices: `nas lut export-ops` / `nas lut import` (nas/latency/remote.py) -------
     p = cmds.add_parser("export-ops", help="write each unique unit of a space as ONNX, with a manifest of keys, "
                         "to time on another device (resumable)")
     p.add_argument("--space", required=True, help="search space YAML")

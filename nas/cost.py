@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nas.builder import build, build_unit
-from nas.latency import default_table_dir
+from nas.cache import default_table_dir
 from nas.ops.layers import deferred_init
 from nas.space import SearchSpace, Unit, plan
 from proxies.atomic import write_bytes_atomic

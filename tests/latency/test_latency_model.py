@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import nas.latency as latency
+import nas.latency.timing as timing
 from nas.latency import (LatencyModel, MissingEntryError, choose_correction, default_table_path, fit_archs,
                          open_table, validate)
 from nas.space import load_space, plan, sample, unique_units
@@ -69,7 +70,7 @@ def scripted(monkeypatch, space):
             out.append(Measurement(median_ms=ms, spread_ms=ms / 20, runs=10, rounds=1, discarded=0))
         return out
 
-    monkeypatch.setattr(latency, "measure_modules", measure)
+    monkeypatch.setattr(timing, "measure_modules", measure)
     fake_networks(monkeypatch)
     return truth
 
@@ -115,7 +116,7 @@ def test_fill_passes_keep_the_median(monkeypatch, space, model) -> None:
     def measure(items, profile, **_):
         return [Measurement(median_ms=next(values), spread_ms=0.1, runs=10, rounds=1, discarded=0) for _ in items]
 
-    monkeypatch.setattr(latency, "measure_modules", measure)
+    monkeypatch.setattr(timing, "measure_modules", measure)
     unit = next(iter(unique_units(space).values()))
     model.fill(space, [unit], passes=3)
     entry = model.table.get(unit.text)
@@ -210,7 +211,7 @@ class Machine:
         self.space, self.speeds, self.readings = space, speeds, readings
         self.speed, self.calls, self.groups = 1.0, 0, 0
         monkeypatch.setattr(LatencyModel, "probe_ms", lambda model: self.probe_ms())
-        monkeypatch.setattr(latency, "measure_modules", self.measure)
+        monkeypatch.setattr(timing, "measure_modules", self.measure)
 
     def probe_ms(self) -> float:
         if self.readings is not None:

@@ -13,10 +13,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import nas.remote as remote
+import nas.latency.remote as remote
 from nas.cli import main
 from nas.latency import LatencyModel, MissingEntryError
-from nas.remote import RemoteError, export_ops, import_results, remote_profile
+from nas.latency import RemoteError, export_ops, import_results, remote_profile
 from nas.space import load_space, plan, sample, unique_units, write_fixed
 from proxies.latency import DeviceProfile, LatencyTable
 

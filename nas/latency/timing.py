@@ -1,0 +1,186 @@
+"""Timing units and networks at a table's speed level: the probe, groups in rotation, re-timing.
+
+`TableTimer` is the measuring half of `LatencyModel`: it times modules built
+from unit keys or architectures beside a probe, so figures taken at different
+moments of a drifting machine land at one level, and records unit entries in
+the table. Prediction (sums, correction, interval) lives in `nas.latency.model`.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from nas.builder import build, build_unit
+from nas.errors import NasError
+from nas.space import SearchSpace, Unit, plan
+from proxies.latency import DeviceProfile, Entry, LatencyTable, Measurement, measure_modules
+from proxies.latency.reference import Probe, level_factor
+
+# What "latency" means everywhere (table entries, fit, validation, `arch stats --measure`, the
+# winner check): the median of warm, back-to-back calls of the module run alone, as
+# torch.utils.benchmark reports it, at the table's speed level (the probe's time when the table's
+# first group was timed). Units are timed in rotation, a group at a time, to share this machine's
+# second-to-second drift; each visit makes one untimed call (the other members evicted this one's
+# weights) and then a burst of timed calls. Networks are timed alone (NETWORK_GROUP). The probe is
+# timed right before and after every group, and a group timed while the machine ran at another
+# speed than the table's level (beyond the probe's own noise, PROBE_BAND) is rescaled to the level.
+# Groups of units are drawn in a seeded shuffle, so the units of one network come from many groups.
+UNIT_MEASURE = {"warmup": 1, "min_runs": 3, "burst": 4, "max_rounds": 2, "target_rel_spread": 0.10}
+NETWORK_MEASURE = {"warmup": 2, "min_runs": 4, "burst": 5, "max_rounds": 2, "target_rel_spread": 0.05}
+# A group whose probe readings before and after differ by more than this was timed while the
+# machine changed speed: it is timed again, up to GROUP_TRIES times in all.
+STATE_TOLERANCE = 0.10
+GROUP_TRIES = 3
+UNIT_GROUP = 32  # units timed together (a few seconds); a killed build loses at most this group
+# Networks are timed alone, between two probe readings: in rotation with 7 others they read 4%
+# above torch.utils.benchmark on the same network at the same machine speed (their weights compete
+# in L3), alone our harness and the referee agree within 1% (50 networks, benchmarks/latency_truth.py).
+NETWORK_GROUP = 1
+SHUFFLE_SEED = 0
+
+
+def batches(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of `size` items (the last may be shorter), pulled lazily from `items`."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def shuffled(items: Sequence, seed: int) -> list:
+    """`items` in a seeded random order (the same seed, the same order)."""
+    out = list(items)
+    random.Random(seed).shuffle(out)
+    return out
+
+
+class MissingEntryError(NasError):
+    """A unit has no entry and measuring is disabled."""
+
+
+class TableTimer:
+    """Times units and networks for one table at its speed level; records units in it.
+
+    Kept for the caller after each call: the raw medians as timed (`last_raw`), the probe's spread
+    (`last_drift_cv`), the machine's speed against the level (`last_speed`) and each network's
+    spread between passes (`last_pass_spread`); every probe reading of the session
+    (`probe_readings`) and how many groups were timed again (`retimed_groups`).
+    """
+
+    def __init__(self, table: LatencyTable, *, measure_options: Mapping[str, Any] | None = None,
+                 network_options: Mapping[str, Any] | None = None) -> None:
+        self.table = table
+        # Units are many and small: fewer, shorter rounds keep a table of thousands in minutes.
+        self.measure_options = dict(UNIT_MEASURE if measure_options is None else measure_options)
+        self.network_options = dict(network_options or {})
+        self.last_pass_spread: list[float] = []
+        self.last_raw: list[float] = []
+        self.last_drift_cv: float | None = None  # the probe's spread across the last call's groups
+        self.last_speed: float | None = None  # median probe reading / table level over the last call's groups
+        self.probe_readings: list[float] = []  # every probe reading of this session (ms)
+        self.retimed_groups = 0  # groups timed again because the machine changed speed during them
+        self._probe: Probe | None = None
+
+    @property
+    def profile(self) -> DeviceProfile:
+        return self.table.profile
+
+    def probe_ms(self) -> float:
+        """One reading of the machine's speed: the probe's median of warm back-to-back calls."""
+        if self._probe is None:
+            self._probe = Probe(self.profile)
+        return self._probe.time_ms()
+
+    def _timed_with_probe(self, items: list, options: Mapping[str, Any]) -> tuple[list[Measurement], float]:
+        """Time (module, shape) items in one rotation between two probe readings; their figures and the
+        factor that puts them at the table's level. A group during which the machine changed speed is
+        timed again; the first reading a table sees becomes its level."""
+        for attempt in range(GROUP_TRIES):
+            before = self.probe_ms()
+            figures = measure_modules(items, self.profile, copy=False, **options)
+            after = self.probe_ms()
+            if abs(after / before - 1) <= STATE_TOLERANCE:
+                break
+            self.retimed_groups += attempt < GROUP_TRIES - 1
+        reading = (before * after) ** 0.5
+        self.probe_readings.append(reading)
+        if self.table.reference is None:
+            self.table.set_reference(Entry(ms=reading, spread_ms=abs(after - before), runs=2, rounds=1))
+        return figures, level_factor(self.table.reference.ms, reading)
+
+    def current_speed(self, readings: int = 8) -> float:
+        """How fast the machine runs in this session against the table's level (> 1: slower), from the
+        probe: the median of this many fresh readings and every earlier one of this session, taken as 1
+        within the probe's noise (PROBE_BAND). A spot reading alone misled: 8 readings said 1.11x at a
+        search's start and the machine ran 0.94x during its winner check minutes later. A table
+        without a level takes it from these readings."""
+        fresh = [self.probe_ms() for _ in range(readings)]
+        self.probe_readings.extend(fresh)
+        now = float(np.median(self.probe_readings))
+        if self.table.reference is None:
+            self.table.set_reference(Entry(ms=now, spread_ms=float(np.subtract(*np.percentile(fresh, [75, 25]))),
+                                           runs=readings, rounds=1))
+        return 1 / level_factor(self.table.reference.ms, now)
+
+    def measure_units(self, space: SearchSpace, units: Sequence[Unit]) -> list[Entry]:
+        """Time `units` together in rotation beside the probe, at the table's level, and record them."""
+        if self.profile.remote:
+            raise MissingEntryError(
+                f"{self.table.path or 'the table'}: no latency for unit '{units[0].text}', and this table was "
+                f"imported from {self.profile.device} ({self.profile.backend}): time the missing units there "
+                f"(`nas lut export-ops`) and import them again")
+        modules = [(build_unit(u.key, space.norm), u.key.input_shape) for u in units]
+        figures, factor = self._timed_with_probe(modules, self.measure_options)
+        entries = [Entry(ms=m.median_ms * factor, spread_ms=m.spread_ms * factor, runs=m.runs, rounds=m.rounds)
+                   for m in figures]
+        for unit, entry in zip(units, entries):
+            self.table.add(unit.text, entry)
+        return entries
+
+    def measure_unit(self, unit: Unit, space: SearchSpace) -> Entry:
+        """Measure one unit and record it."""
+        return self.measure_units(space, [unit])[0]
+
+    def network(self, space: SearchSpace, arch: Mapping[str, Any] | None = None) -> tuple[Any, tuple[int, ...]]:
+        """The built network of `arch` and its input shape, ready to be timed."""
+        return build(space, arch), plan(space, arch or {}).input_shape
+
+    def measure_networks(self, space: SearchSpace, archs: Sequence[Mapping[str, Any]], passes: int = 3,
+                         progress: Callable[[Iterable], Iterable] | None = None) -> list[float]:
+        """End-to-end medians of several networks at the table's speed level, over `passes` sweeps.
+
+        Each network is timed in a group of NETWORK_GROUP (alone) between two probe readings; each
+        sweep reshuffles the order, so a network's figure is the median of timings taken minutes
+        apart. A group timed while the machine ran beyond the probe's noise from the table's level
+        is rescaled to it (`_timed_with_probe`). Kept for the caller: the raw medians as timed
+        (`last_raw`), the probe's spread across groups (`last_drift_cv`), the machine's speed
+        against the level (`last_speed`, > 1: slower now) and each network's spread between passes
+        (`last_pass_spread`).
+        """
+        raw: list[list[float]] = [[] for _ in archs]
+        factors: list[list[float]] = [[] for _ in archs]
+        speeds = []  # each group's probe reading over the level
+        order = [(p, i) for p in range(max(1, passes)) for i in shuffled(range(len(archs)), SHUFFLE_SEED + p)]
+        options = {**NETWORK_MEASURE, **self.network_options}
+        for batch in batches(progress(order) if progress else order, NETWORK_GROUP):
+            groups: dict[int, list[int]] = {}
+            for p, i in batch:  # a batch may straddle two sweeps: a network never meets itself
+                groups.setdefault(p, []).append(i)
+            for members in groups.values():
+                figures, factor = self._timed_with_probe([self.network(space, archs[i]) for i in members], options)
+                speeds.append(self.probe_readings[-1] / self.table.reference.ms)
+                for i, m in zip(members, figures):
+                    raw[i].append(m.median_ms)
+                    factors[i].append(factor)
+        self.last_raw = [float(np.median(r)) for r in raw]
+        self.last_drift_cv = float(np.std(speeds) / np.mean(speeds))
+        self.last_speed = float(np.median(speeds))
+        runs = [[m * f for m, f in zip(ms, fs)] for ms, fs in zip(raw, factors)]
+        self.last_pass_spread = [float(np.std(r) / np.mean(r)) for r in runs]
+        return [float(np.median(r)) for r in runs]

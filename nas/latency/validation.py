@@ -1,0 +1,69 @@
+"""Prediction against end-to-end measurement on random networks: agreement, worst cases, residuals."""
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from nas.latency.build import Bars, Say
+from nas.latency.fit import agreement
+from nas.latency.model import LatencyModel
+from nas.space import SearchSpace, encode, sample
+
+
+def validate(model: LatencyModel, space: SearchSpace, n: int, seed: int = 0, passes: int = 3,
+             progress: Callable[[Iterable], Iterable] | None = None, worst: int = 5) -> dict[str, Any]:
+    """Predict and measure `n` random networks end to end; agreement figures and the worst cases.
+
+    The headline figures compare with measurements at the table's speed level (each group rescaled
+    by the probe timed in the same rotation, see `measure_networks`); `raw` gives the same figures
+    against the medians as timed, `speed` how the machine's speed compared with the level (> 1:
+    slower now) and `drift_cv` how much the probe moved between groups. With a correction and at
+    least 10 networks, its residual figures are replaced by these out-of-sample ones.
+    """
+    rng = random.Random(seed)
+    archs = [sample(space, rng) for _ in range(n)]
+    predicted = [model.predict_ms(space, arch) for arch in archs]
+    measured = model.measure_networks(space, archs, passes, progress)
+    rows = [{"arch": encode(space, a), "predicted_ms": p, "measured_ms": m, "measured_raw_ms": r, "error": p / m - 1}
+            for a, p, m, r in zip(archs, predicted, measured, model.last_raw)]
+    c = model.table.correction
+    residuals = np.asarray(measured) / np.asarray(predicted) - 1
+    if c is not None and n >= 10:
+        c = model.table.correction = dataclasses.replace(
+            c, residual_mean=float(np.mean(residuals)), residual_sd=float(np.std(residuals, ddof=1)), residual_n=n)
+    return {
+        "n": n,
+        "profile": model.profile.id,
+        **agreement(predicted, measured),
+        "raw": agreement(predicted, model.last_raw),
+        "passes": passes,
+        # How much one network's end-to-end figure moved between passes: the noise floor of the
+        # measurement itself, which no table can beat.
+        "measurement_cv": float(np.median(model.last_pass_spread)) if passes > 1 else None,
+        "drift_cv": model.last_drift_cv,
+        "speed": model.last_speed,
+        "correction": None if c is None else c.to_dict(),
+        "level_ms": model.table.reference.ms if model.table.reference is not None else None,
+        "worst": sorted(rows, key=lambda r: -abs(r["error"]))[:worst],
+        "rows": rows,
+    }
+
+
+def validate_table(model: LatencyModel, space: SearchSpace, samples: int, *, seed: int = 0, fit: int = 20,
+                   refit: bool = False, passes: int = 3, say: Say | None = None,
+                   bars: Bars | None = None) -> dict[str, Any]:
+    """`nas lut validate`: fit a correction on `fit` networks first if the table has none (or `refit`),
+    then `validate` on `samples` others; the table is saved whatever happens. `say` hears a fit's
+    symptom, `bars(desc, unit)` may wrap the loops in progress bars."""
+    bar = bars or (lambda desc, unit: None)
+    try:
+        if (model.table.correction is None or refit) and fit > 0:
+            model.fit_correction(space, n=fit, passes=passes, progress=bar("fitting correction", "run"))
+            if model.last_fit_note and say is not None:
+                say(f"warning: {model.last_fit_note}")
+        return validate(model, space, samples, seed=seed, passes=passes, progress=bar("validating", "run"))
+    finally:
+        model.table.save()
