@@ -56,6 +56,7 @@ class LatencyModel(TableTimer):
         self.last_fit_note: str | None = None  # a correction symptom found by the last fit, said in one line
 
     def unit_ms(self, unit: Unit, space: SearchSpace) -> float:
+        """One unit's entry (ms), measured first if the table lacks it."""
         entry = self.table.get(unit.text)
         if entry is None:
             self._measure_missing(space, [unit])
@@ -63,6 +64,7 @@ class LatencyModel(TableTimer):
         return entry.ms
 
     def missing(self, space: SearchSpace, units: Iterable[Unit]) -> list[Unit]:
+        """The distinct units of `units` the table has no entry for, in order."""
         seen: set[str] = set()
         out = []
         for u in units:

@@ -50,6 +50,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV text with `header` and `rows`, one line per row ending in "\n"."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -93,12 +94,14 @@ def read_csv(path: Path, what: str) -> tuple[list[str], list[tuple[int, list[str
 
 
 def row_cells(path: Path, header: list[str], number: int, cells: list[str]) -> dict[str, str]:
+    """One row by column name, short rows padded with empty cells; too many cells is an error."""
     if len(cells) > len(header):
         raise RemoteError(f"{path}: row {number}: {len(cells)} cells, but the header has {len(header)} columns")
     return dict(zip(header, cells + [""] * (len(header) - len(cells))))
 
 
 def shape_text(batch_size: int, shape: Sequence[int]) -> str:
+    """`1x16x56x56`: the batch size and the (C, H, W) shape as the manifest writes them."""
     return "x".join(str(d) for d in (batch_size, *shape))
 
 
@@ -134,6 +137,7 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, ManifestRow]:
 
 
 def write_manifest(path: Path, rows: Iterable[ManifestRow]) -> None:
+    """Replace manifest.csv atomically with `rows`, sorted by file."""
     ordered = sorted(rows, key=lambda r: r.file)
     write_text_atomic(path, csv_text(MANIFEST_COLUMNS, ((r.file, r.key, r.input_shape, r.op, r.batch_size)
                                                       for r in ordered)))

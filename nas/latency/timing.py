@@ -89,6 +89,7 @@ class TableTimer:
 
     @property
     def profile(self) -> DeviceProfile:
+        """The table's device profile."""
         return self.table.profile
 
     def probe_ms(self) -> float:
