@@ -1,56 +1,11 @@
-"""Command line: argument parsing and wiring only. Errors print one line and exit with code 2."""
+"""`nas arch stats|sample`: costs and latency of one fixed architecture; draw a random one."""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import Any, Sequence
+from typing import Any
 
-from nas import __version__, cli_export, cli_lut, cli_search, cli_train
-from nas.cli_common import add_profile_options, latency_model
-from nas.errors import NasError
-
-
-def _space_check(args: argparse.Namespace) -> int:
-    from nas.space import decisions, load_space, log10_size
-    space = load_space(args.file)
-    kind = "fixed architecture" if space.is_fixed else f"{len(decisions(space))} decisions, log10 size {log10_size(space):.2f}"
-    print(f"ok: {args.file}: {space.name}, {len(space.stages)} stages, {kind}")
-    return 0
-
-
-def _cost_summary(space: Any, arch: Any) -> dict[str, Any]:
-    from nas.cost import CostModel
-    cost = CostModel().cost(space, arch)
-    return {"resolution": cost.resolution, "params": cost.params, "macs": cost.macs, "flops": cost.flops}
-
-
-def _space_show(args: argparse.Namespace) -> int:
-    from nas.space import decisions, load_space, log10_size, project
-    space = load_space(args.file)
-    backbone = None
-    if space.backbone:
-        arch = project(space, load_space(space.backbone))
-        backbone = {"file": space.backbone, **_cost_summary(space, arch)}
-    info = {
-        "name": space.name,
-        "file": args.file,
-        "stages": [s.name for s in space.stages],
-        "decisions": [{"name": d.name, "choices": list(d.choices)} for d in decisions(space)],
-        "log10_size": round(log10_size(space), 4),
-        "backbone": backbone,
-    }
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    print(f"{space.name} ({args.file}): {len(space.stages)} stages, {len(info['decisions'])} decisions, "
-          f"10^{info['log10_size']:.2f} architectures")
-    for d in info["decisions"]:
-        print(f"  {d['name']:<22} {d['choices']}")
-    if backbone:
-        print(f"backbone {backbone['file']}: {backbone['params']:,} params, {backbone['macs']:,} MACs, "
-              f"{backbone['flops']:,} fvcore flops at {backbone['resolution']}x{backbone['resolution']}")
-    return 0
+from nas.cli._common import add_profile_options, latency_model
 
 
 def _arch_stats(args: argparse.Namespace) -> int:
@@ -116,22 +71,7 @@ def _arch_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nas", description="Hardware-aware neural architecture search for mobile networks.")
-    parser.add_argument("--version", action="version", version=f"nas {__version__}")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{search,report,export,train,space,arch,lut}")
-
-    space = groups.add_parser("space", help="validate and inspect search spaces")
-    space_cmds = space.add_subparsers(dest="command", required=True, metavar="{check,show}")
-    p = space_cmds.add_parser("check", help="validate a space or architecture file (exit 0 ok, 2 bad)")
-    p.add_argument("file")
-    p.set_defaults(func=_space_check)
-    p = space_cmds.add_parser("show", help="decisions, choice lists, log10 size and backbone costs")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.set_defaults(func=_space_show)
-
+def register(groups: Any) -> None:
     arch = groups.add_parser("arch", help="work with single architectures")
     arch_cmds = arch.add_subparsers(dest="command", required=True, metavar="{stats,sample}")
     p = arch_cmds.add_parser("stats", help="params, MACs, fvcore flops and latency of a fixed architecture, per block")
@@ -147,32 +87,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="where to write the fixed-architecture YAML")
     p.set_defaults(func=_arch_sample)
-
-    cli_lut.register(groups)
-    cli_search.register(groups)
-    cli_export.register(groups)
-    cli_train.register(groups)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from proxies.latency import LatencyError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except NasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except LatencyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any
 
-from nas import cli_lut
+from nas.cli._common import add_profile_options, latency_model
 from nas.search.objectives import objective_names
 from nas.search.samplers import SAMPLERS
 
@@ -85,7 +85,7 @@ def _search(args: argparse.Namespace) -> int:
         mode="single" if args.single_objective else "multi", n_trials=args.n_trials, timeout_s=args.timeout,
         run_dir=args.run_dir, storage=args.storage, study_name=args.study_name, data=args.data, epochs=args.epochs,
         latency_margin=_margin(args.latency_margin), fit=args.fit)
-    latency = cli_lut.latency_model(args)
+    latency = latency_model(args)
     search = api.prepare_search(args.space, settings, latency, say=lambda line: print(line, file=sys.stderr))
     if search.fit_note:
         print(f"warning: {search.fit_note}", file=sys.stderr)
@@ -181,7 +181,7 @@ def register(groups: Any) -> None:
                    "N networks end to end first and fit one (default 12; 0: use the plain sum)")
     p.add_argument("--no-measure", action="store_true", help="do not measure the winner end to end")
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
-    cli_lut.add_profile_options(p)
+    add_profile_options(p)
     p.set_defaults(func=_search)
 
     p = groups.add_parser("report", help="rebuild a run folder's tables, plots, winner and exports from its study",

@@ -8,7 +8,7 @@ import sys
 import warnings
 from typing import Any
 
-from nas.cli_lut import progress
+from nas.cli._common import progress
 
 
 def _print_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,

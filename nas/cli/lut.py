@@ -6,9 +6,7 @@ import json
 import sys
 from typing import Any
 
-# add_profile_options, latency_model and progress moved to nas.cli_common; kept importable from here for the
-# command groups that still import them from cli_lut (nas.cli_search, nas.cli_train).
-from nas.cli_common import add_profile_options, bars, latency_model, progress, say  # noqa: F401
+from nas.cli._common import add_profile_options, bars, latency_model, progress, say
 from nas.errors import NasError
 
 
