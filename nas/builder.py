@@ -8,8 +8,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from nas.ops import BlockKey, NormSpec, Op, get_op
-from nas.ops.layers import deferred_init
+from nas.ops import BlockKey, NormSpec, Op, deferred_init, get_op, init_weights
 from nas.space import NetPlan, SearchSpace, plan
 
 
@@ -34,23 +33,16 @@ class Network(nn.Module):
         return [u.key for u in self.units()]
 
 
-def init_weights(model: nn.Module) -> None:
-    """(Re-)initialise every layer as torchvision's MobileNets do (see `nas.ops.layers`)."""
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
-            m.reset_parameters()
-
-
 def build_unit(key: BlockKey, norm: NormSpec) -> Op:
     """One operator module from its key (used for whole networks and for per-block costing)."""
-    module = get_op(key.config.op)(key.config, norm)
+    module = get_op(key.config.op).create(key.config, norm)
     module.input_shape = key.input_shape
     return module
 
 
 def build_plan(net: NetPlan, norm: NormSpec, *, init: bool = True) -> Network:
-    """Modules for a planned network. Layers initialise themselves once as they are made;
-    with `init=False` the weights are allocated but left unset (call `init_weights` later)."""
+    """Modules for a planned network. Each unit is initialised once as it is made (torchvision's
+    scheme); with `init=False` the weights are allocated but left unset (call `init_weights` later)."""
     parts = {"stem": "stem", "head": "head"}
     with contextlib.nullcontext() if init else deferred_init():
         units = [(parts.get(u.stage, "blocks"), build_unit(u.key, norm)) for u in net.units]

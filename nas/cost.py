@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from nas.builder import build, build_unit
 from nas.cache import default_table_dir
-from nas.ops.layers import deferred_init
+from nas.ops import deferred_init
 from nas.space import SearchSpace, Unit, plan
 from proxies.atomic import write_bytes_atomic
 from proxies.flops import Counts, count_module

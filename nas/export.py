@@ -1,9 +1,10 @@
 """Export an architecture: a standalone `.py` (torch only), TorchScript or ONNX, and state_dict weights.
 
 Every export rebuilds a fresh module from the Arch. The `.py` copies the
-operators it needs from `nas/export_template.py` and adds a data table of
-resolved unit settings, so its `state_dict()` has exactly the keys and shapes
-of `nas.builder.build(space, arch)`: weights load either way with strict=True.
+operator classes it needs from their own files, torch-only (`nas.ops.standalone_pieces`),
+and adds a data table of each unit's constructor settings (`Op.settings`), so
+its `state_dict()` has exactly the keys and shapes of `nas.builder.build(space,
+arch)`: weights load either way with strict=True.
 Nothing from the YAML reaches the generated code as text: numbers are written
 as literals, strings only from allowlists, and the class name must be a plain
 identifier. TorchScript scripts the same standalone classes (so the file takes
@@ -11,31 +12,24 @@ any input size); ONNX exports the toolkit's own module as the latency tables do.
 """
 from __future__ import annotations
 
-import ast
 import builtins
 import dataclasses
-import importlib.resources
-import inspect
 import io
 import keyword
 import math
 import os
 import re
 import warnings
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Union
 
 import torch
 from torch import nn
 
-from nas import export_template as template
 from nas.builder import build
-from nas.channels import make_divisible
 from nas.cost import CostModel
 from nas.errors import NasError
-from nas.ops import ACTIVATIONS, POOLS, SE_GATES, BlockConfig
-from nas.ops.sandglass import Sandglass
+from nas.ops import all_fields, compile_standalone, get_op, op_names, standalone_names, standalone_pieces
 from nas.space import Arch, SearchSpace, decisions, encode, plan
 from proxies.atomic import write_bytes_atomic
 
@@ -53,13 +47,14 @@ class ExportError(NasError, ValueError):
     """An export cannot be written as asked: names the file or value and what is allowed."""
 
 
-# ---- the unit table: resolved settings of each unit, as the template's constructors take them ----
+# ---- the unit table: each unit's constructor settings, as its standalone class takes them ----
 
-_TEXT_VALUES = {"act": ACTIVATIONS, "se_gate": SE_GATES, "pool": POOLS}  # the only strings written
-_SE_WIDTH = {"dwsep": "cin", "inverted_residual": "hidden", "sandglass": "cout", "squeeze_excite": "cin"}
-_LAYOUT = ("first_dw", "last_dw", "residual")  # Sandglass.layout's flags, in its order
 _PARTS = ("stem", "blocks", "head")
-_NOT_SETTINGS = {"self", "norm", "num_classes"}  # constructor arguments that Network supplies
+
+
+def _text_values() -> dict[str, tuple]:
+    """Settings that may be strings, and the only strings written for each (from the field declarations)."""
+    return {f.name: f.allowed for f in all_fields() if f.allowed}
 
 
 def _checked_arch(space: SearchSpace, arch: Mapping[str, Any] | None) -> Arch:
@@ -73,29 +68,13 @@ def _checked_arch(space: SearchSpace, arch: Mapping[str, Any] | None) -> Arch:
     return Arch.of(arch or {}, space)
 
 
-def _setting(c: BlockConfig, name: str) -> Any:
-    """One constructor argument of a template op, from the toolkit's resolved config."""
-    if name == "se":
-        on = c.se or c.op == "squeeze_excite"
-        return make_divisible(getattr(c, _SE_WIDTH[c.op]) * c.se_ratio, 8) if on else 0
-    if name in _LAYOUT:
-        return Sandglass.layout(c)[_LAYOUT.index(name)]
-    if name == "identity":
-        return int(round(c.cin * c.identity_mult))
-    return getattr(c, name)
-
-
 def unit_rows(space: SearchSpace, arch: Mapping[str, Any] | None = None) -> tuple[tuple[str, str, dict], ...]:
     """(part, op, settings) for each unit in execution order: what the standalone `Network` is built from."""
     rows = []
     for unit in plan(space, _checked_arch(space, arch)).units:
         c = unit.key.config
-        cls = template.OPS.get(c.op)
-        if cls is None:
-            raise ExportError(f"{space.file}: operator {c.op!r} has no standalone version in nas/export_template.py; "
-                              f"exportable: {', '.join(sorted(template.OPS))}")
-        names = [n for n in inspect.signature(cls.__init__).parameters if n not in _NOT_SETTINGS]
-        settings = {n: _setting(c, n) for n in names}
+        settings = get_op(c.op).settings(c)
+        settings.pop("num_classes", None)  # the exported Network passes its own
         if settings.get("se") == 0:
             settings.pop("se_gate", None)  # no SE, no gate
         part = unit.stage if unit.stage in ("stem", "head") else "blocks"
@@ -108,8 +87,12 @@ def _norm(space: SearchSpace) -> dict[str, float]:
 
 
 def standalone_model(space: SearchSpace, arch: Mapping[str, Any] | None = None) -> nn.Module:
-    """The template's `Network` for `arch`: what the exported `.py` builds, without writing it."""
-    return template.Network(unit_rows(space, arch), template.OPS, _norm(space), space.num_classes)
+    """The standalone `Network` for `arch`, from the source the exported `.py` holds, without writing it."""
+    rows = unit_rows(space, arch)
+    ops = list(dict.fromkeys(op for _, op, _ in rows))
+    namespace = compile_standalone(ops)
+    classes = {op: namespace[get_op(op).__name__] for op in ops}
+    return namespace["Network"](rows, classes, _norm(space), space.num_classes)
 
 
 def _with_classes(space: SearchSpace, num_classes: int | None) -> SearchSpace:
@@ -122,14 +105,6 @@ def _with_classes(space: SearchSpace, num_classes: int | None) -> SearchSpace:
 
 # ---- the generated source ----
 
-@lru_cache(maxsize=1)
-def _template() -> tuple[str, dict[str, ast.stmt]]:
-    """The template's source and its top-level functions and classes, in file order."""
-    source = importlib.resources.files("nas").joinpath("export_template.py").read_text(encoding="utf-8")
-    defs = {node.name: node for node in ast.parse(source).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
-    return source, defs
-
-
 _GENERATED = ("annotations", "torch", "nn", "NORM", "INPUT_SHAPE", "UNITS", "OPS", "build_model")
 
 
@@ -138,7 +113,7 @@ def _name_problem(name: str) -> str | None:
         return "is not a Python identifier (ASCII letters, digits and _, not starting with a digit)"
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         return "is a Python keyword"
-    if name in _GENERATED or name in _template()[1]:
+    if name in _GENERATED or name in standalone_names():
         return "is already defined in the exported module"
     if hasattr(builtins, name):
         return "would hide the Python builtin of that name"
@@ -170,19 +145,20 @@ def _comment(text: str) -> str:
 
 
 def _literal(field: str, value: Any) -> str:
-    if isinstance(value, bool) or (isinstance(value, int) and field not in _TEXT_VALUES):
+    texts = _text_values()
+    if isinstance(value, bool) or (isinstance(value, int) and field not in texts):
         return repr(value)
     if isinstance(value, float) and math.isfinite(value):
         return repr(value)
-    if isinstance(value, str) and value in _TEXT_VALUES.get(field, ()):
+    if isinstance(value, str) and value in texts.get(field, ()):
         return f'"{value}"'
-    allowed = ", ".join(_TEXT_VALUES.get(field, ("booleans, integers and finite numbers",)))
+    allowed = ", ".join(texts.get(field, ("booleans, integers and finite numbers",)))
     raise ExportError(f"cannot write {field}={value!r} into generated code; allowed: {allowed}")
 
 
 def _row_text(part: str, op: str, settings: dict[str, Any], width: int = 112) -> str:
     """One UNITS row, wrapped under its opening brace."""
-    if part not in _PARTS or op not in template.OPS:
+    if part not in _PARTS or op not in op_names():
         raise ExportError(f"cannot write unit ({part!r}, {op!r}) into generated code")
     start = f'    ("{part}", "{op}", {{'
     items = [f'"{k}": {_literal(k, v)}' for k, v in settings.items()]
@@ -194,18 +170,6 @@ def _row_text(part: str, op: str, settings: dict[str, Any], width: int = 112) ->
             line = " " * len(start)
         line += piece
     return "\n".join([*lines, line if items else start + "}),"])
-
-
-def _pieces(ops: list[str]) -> list[str]:
-    """Source of `Network` and the classes of `ops`, with every template function they use, in file order."""
-    source, defs = _template()
-    todo, seen = ["Network", *(template.OPS[op].__name__ for op in ops)], set()
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name) and n.id in defs)
-    return [ast.get_source_segment(source, node) or "" for name, node in defs.items() if name in seen]
 
 
 _HEADER = '''\
@@ -269,9 +233,9 @@ def python_source(space: SearchSpace, arch: Mapping[str, Any] | None = None, *, 
     foot = _FOOTER.format(
         eps=_checked_float("norm.eps", norm["eps"]), momentum=_checked_float("norm.momentum", norm["momentum"]),
         shape=tuple(int(d) for d in shape), rows="\n".join(_row_text(*row) for row in rows),
-        ops="\n".join(f'    "{op}": {template.OPS[op].__name__},' for op in ops),
+        ops="\n".join(f'    "{op}": {get_op(op).__name__},' for op in ops),
         cls=cls, name=cls, res=int(cost.resolution), classes=int(space.num_classes))
-    return "\n\n\n".join([head.rstrip("\n"), *_pieces(ops), foot])
+    return "\n\n\n".join([head.rstrip("\n"), *standalone_pieces(ops), foot])
 
 
 def _checked_float(field: str, value: float) -> float:
@@ -283,7 +247,7 @@ def _checked_float(field: str, value: float) -> float:
 def export_python(space: SearchSpace, arch: Mapping[str, Any] | None, path: PathLike, *,
                   class_name: str | None = None, costs: CostModel | None = None) -> Path:
     """Write the standalone `.py` of `arch` atomically: the network class, `build_model(num_classes=...)`,
-    the template operators it uses and a table of unit settings. Its only third-party import is torch.
+    the operators it uses and a table of unit settings. Its only third-party import is torch.
     `costs` lends a warm cost cache for the header's params and MACs."""
     text = python_source(space, arch, class_name=class_name, costs=costs)
     return write_bytes_atomic(path, text.encode("utf-8"))

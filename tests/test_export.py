@@ -14,13 +14,14 @@ from types import ModuleType
 
 import pytest
 import torch
+import yaml
 
-from nas import cli, export_template
+from nas import cli
 from nas.builder import build
 from nas.cost import CostModel
 from nas.export import (ExportError, class_name_for, export, export_onnx, export_python, export_torchscript,
-                        load_weights, python_source, save_weights, standalone_model, weights_path)
-from nas.ops import ACTIVATIONS, POOLS, SE_GATES, op_names
+                        load_weights, python_source, save_weights, standalone_model, unit_rows, weights_path)
+from nas.ops import ACTIVATIONS, POOLS, SE_GATES, get_op, op_names, standalone_pieces
 from nas.ops.sandglass import Sandglass
 from nas.space import encode, load_space, plan, sample
 
@@ -29,39 +30,28 @@ SPACES = ROOT / "search_spaces"
 REFERENCES = sorted((SPACES / "reference").glob("*.yaml"))
 COSTS = CostModel()  # shared across tests: the header's params and MACs come from cached units
 
-# Every operator, activation, gate, pool and sandglass layout the reference nets leave out, in one small net.
-ALL_OPS = """\
-name: all-ops
-resolution: 64
-num_classes: 10
-norm: {eps: 0.001, momentum: 0.01}
-stem: {out: 24, kernel: 3, stride: 2, act: relu, pool: max}
-stages:
-  - {name: s1, stride: 2, width: 48, blocks: [{op: shuffle_v1, groups: 3}, {op: shuffle_v1, groups: 2, kernel: 5, act: silu}]}
-  - {name: s2, stride: 1, width: 48, blocks: [{op: shuffle_v2, act: hardswish}, {op: squeeze_excite}]}
-  - name: s3
-    stride: 2
-    width: 64
-    blocks: [{op: shuffle_v2, kernel: 5}, {op: dwsep, se: true, se_gate: sigmoid, act: relu6}, {op: dwsep, kernel: 5}]
-  - {name: s4, stride: 1, width: 80, blocks: [{op: sandglass, expand: 4, se: true, se_ratio: 0.5}]}
-  - name: s5
-    stride: 2
-    width: 96
-    blocks:
-      - {op: sandglass, expand: 4}
-      - {op: sandglass, expand: 4, identity_mult: 0.5, se: true, act: silu}
-      - {op: sandglass, expand: 2, kernel: 5, act: none}
-  - name: s6
-    stride: 1
-    width: 128
-    blocks:
-      - {op: sandglass, expand: 6}
-      - {op: inverted_residual, expand: 1, se: true, se_gate: sigmoid}
-      - {op: inverted_residual, expand: 4, kernel: 7, act: none}
-      - {op: conv_bn_act, kernel: 1, act: none}
-  - {name: s7, stride: 2, width: 128, blocks: [{op: sandglass, hidden: 24}]}
-head: {conv: {out: 160, act: silu}, pool: mean, hidden: {out: 64, act: relu}, bias: false}
-"""
+
+
+def all_ops_yaml() -> str:
+    """One small net with every registered stage op's example (`Op.example`: its activations, gates and
+    layouts), a 1x1 conv between examples where widths differ, a max-pool stem and a full head."""
+    stages, width = [], 24
+    for name in op_names(stage_only=True):
+        example = get_op(name).example
+        assert example is not None, f"operator {name!r} has no example"
+        if example.cin != width:
+            stages.append({"stride": 1, "depth": 1, "width": example.cin, "block": {"op": "conv_bn_act", "kernel": 1}})
+        stages += [dict(stage) for stage in example.stages]
+        width = example.stages[-1]["width"]
+    return yaml.safe_dump({
+        "name": "all-ops", "resolution": 64, "num_classes": 10, "norm": {"eps": 0.001, "momentum": 0.01},
+        "stem": {"out": 24, "kernel": 3, "stride": 2, "act": "relu", "pool": "max"}, "stages": stages,
+        "head": {"conv": {"out": 160, "act": "silu"}, "pool": "mean", "hidden": {"out": 64, "act": "relu"},
+                 "bias": False},
+    }, sort_keys=False)
+
+
+ALL_OPS = all_ops_yaml()
 
 CASES = ([p.stem for p in REFERENCES] + ["all_ops"]
          + [f"sandglass-seed{s}" for s in (0, 1, 2)] + [f"mobilenet_v3-seed{s}" for s in (0, 1)])
@@ -182,7 +172,8 @@ def test_cases_cover_every_operator_and_setting(all_ops_file: Path) -> None:
     for name in CASES:
         space, arch = load_case(name, all_ops_file)
         configs += [u.key.config for u in plan(space, arch or {}).units]
-    assert {c.op for c in configs} == set(op_names()) == set(export_template.OPS)
+    exportable = {op for _, op, _ in unit_rows(load_space(all_ops_file))} | {"max_pool", "global_pool", "classifier"}
+    assert {c.op for c in configs} == set(op_names()) == exportable
     assert {c.act for c in configs if c.op in op_names(stage_only=True)} == set(ACTIVATIONS)
     assert {c.se_gate for c in configs if c.se} == set(SE_GATES)
     assert {c.pool for c in configs if c.op == "global_pool"} == set(POOLS)
@@ -192,9 +183,9 @@ def test_cases_cover_every_operator_and_setting(all_ops_file: Path) -> None:
     assert any(c.op == "sandglass" and c.identity_mult < 1 and Sandglass.layout(c)[2] for c in configs)
 
 
-def test_template_is_torch_only_and_matches_the_toolkit(all_ops_file: Path) -> None:
-    source = Path(export_template.__file__).read_text(encoding="utf-8")
-    assert imported_modules(source) == {"__future__", "torch"}
+def test_standalone_pieces_are_torch_only_and_match_the_toolkit(all_ops_file: Path) -> None:
+    source = "\n\n".join(standalone_pieces(list(op_names())))
+    assert imported_modules(source) == set() and "nas." not in source  # the exported file imports torch itself
     space = load_space(all_ops_file)
     ours, theirs = standalone_model(space).eval(), randomize_(seeded_build(space)).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)

@@ -4,23 +4,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.ops.base import Op
-from nas.ops.config import BlockConfig, NormSpec
-from nas.ops.layers import Linear, activation
-from nas.ops.registry import register
+from nas.ops._base import Op
+from nas.ops._config import BlockConfig
+from nas.ops._layers import make_act
+from nas.ops._registry import register
 
 
 @register
 class MaxPool(Op):
-    """3x3 stride-2 max-pool after a ShuffleNet stem."""
+    """The 3x3 stride-2 max-pool after a ShuffleNet stem."""
 
     name = "max_pool"
     stage_op = False
     key_fields = frozenset({"stride", "kernel"})
 
-    def __init__(self, config: BlockConfig, norm: NormSpec) -> None:
-        super().__init__(config, norm)
-        self.pool = nn.MaxPool2d(config.kernel, config.stride, config.kernel // 2)
+    def __init__(self, kernel: int, stride: int, norm: dict) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool2d(kernel, stride, kernel // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(x)
@@ -28,45 +28,50 @@ class MaxPool(Op):
 
 @register
 class GlobalPool(Op):
-    """Global average pool to (N, C): adaptive pooling ("avg") or a spatial mean ("mean")."""
+    """To (N, C): adaptive average pooling ('avg') or a spatial mean ('mean')."""
 
     name = "global_pool"
     stage_op = False
     key_fields = frozenset({"pool"})
 
-    def __init__(self, config: BlockConfig, norm: NormSpec) -> None:
-        super().__init__(config, norm)
-        self.use_mean = config.pool == "mean"
+    @classmethod
+    def out_shape(cls, config: BlockConfig, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        return (config.cout, 1, 1)
+
+    def __init__(self, pool: str, norm: dict) -> None:
+        super().__init__()
+        self.use_mean = pool == "mean"
         self.avgpool = None if self.use_mean else nn.AdaptiveAvgPool2d(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.use_mean:
-            return x.mean([2, 3])
-        return torch.flatten(self.avgpool(x), 1)
+        if self.avgpool is not None:
+            return torch.flatten(self.avgpool(x), 1)
+        return x.mean([2, 3])
 
 
 @register
 class Classifier(Op):
-    """[Linear to `hidden` + act] -> Dropout -> Linear to the classes."""
+    """[Linear to `hidden` + act, when hidden > 0] -> [Dropout, when > 0] -> Linear to the classes."""
 
     name = "classifier"
     stage_op = False
     key_fields = frozenset({"hidden", "act", "dropout", "bias"})
 
-    def __init__(self, config: BlockConfig, norm: NormSpec) -> None:
-        super().__init__(config, norm)
-        c = config
+    @classmethod
+    def out_shape(cls, config: BlockConfig, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        return (config.cout, 1, 1)
+
+    def __init__(self, cin: int, hidden: int, act: str, dropout: float, bias: bool, num_classes: int,
+                 norm: dict) -> None:
+        super().__init__()
         layers: list[nn.Module] = []
-        features = c.cin
-        if c.hidden:
-            layers.append(Linear(c.cin, c.hidden))
-            act = activation(c.act)
-            if act is not None:
-                layers.append(act)
-            features = c.hidden
-        if c.dropout > 0:
-            layers.append(nn.Dropout(p=c.dropout, inplace=True))
-        layers.append(Linear(features, c.cout, bias=c.bias))
+        if hidden:
+            layers.append(nn.Linear(cin, hidden))
+            if act != "none":
+                layers.append(make_act(act))
+        if dropout > 0:
+            layers.append(nn.Dropout(p=dropout, inplace=True))
+        layers.append(nn.Linear(hidden or cin, num_classes, bias=bias))
         self.classifier = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

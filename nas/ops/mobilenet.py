@@ -4,25 +4,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.ops.base import Op
-from nas.ops.config import BlockConfig, NormSpec
-from nas.ops.layers import ConvBNAct, SqueezeExcite, depthwise
-from nas.ops.registry import register
+from nas.ops._base import Example, Op
+from nas.ops._config import BlockConfig
+from nas.ops._layers import SqueezeExcite, conv_bn, depthwise_bn
+from nas.ops._registry import register
 
 _SE_FIELDS = frozenset({"se", "se_ratio", "se_gate"})
 
 
 @register
-class ConvBNActOp(Op):
-    """A plain KxK conv + BN + activation (stems, heads, or a stage op)."""
+class ConvBNAct(Op):
+    """KxK conv + BN + activation: stems, head convs, or a stage op."""
 
     name = "conv_bn_act"
+    short = "cba"
     fields = frozenset({"kernel", "act"})
-    key_fields = frozenset({"stride", "kernel", "act"})
+    example = Example(24, ({"stride": 1, "depth": 1, "width": 48, "block": {"op": "conv_bn_act", "kernel": 1, "act": "none"}},))
 
-    def __init__(self, config: BlockConfig, norm: NormSpec) -> None:
-        super().__init__(config, norm)
-        self.conv = ConvBNAct(config.cin, config.cout, config.kernel, config.stride, norm, config.act)
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, act: str, norm: dict) -> None:
+        super().__init__()
+        self.conv = conv_bn(cin, cout, kernel, stride, norm, act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -30,18 +31,21 @@ class ConvBNActOp(Op):
 
 @register
 class DepthwiseSeparable(Op):
-    """MobileNetV1: depthwise KxK + BN + act -> [SE] -> pointwise + BN + act."""
+    """MobileNetV1: depthwise + BN + act -> SE when `se` (its squeeze width) > 0 -> pointwise + BN + act."""
 
     name = "dwsep"
+    short = "ds"
     fields = frozenset({"kernel", "act"}) | _SE_FIELDS
-    key_fields = frozenset({"stride", "kernel", "act", "se", "se_ratio", "se_gate"})
+    se_width = "cin"
+    example = Example(48, ({"stride": 2, "width": 64, "blocks": [
+        {"op": "dwsep", "se": True, "se_gate": "sigmoid", "act": "relu6"}, {"op": "dwsep", "kernel": 5}]},))
 
-    def __init__(self, config: BlockConfig, norm: NormSpec) -> None:
-        super().__init__(config, norm)
-        c = config
-        self.dw = depthwise(c.cin, c.kernel, c.stride, norm, c.act)
-        self.se = SqueezeExcite(c.cin, c.se_ratio, c.se_gate) if c.se else nn.Identity()
-        self.pw = ConvBNAct(c.cin, c.cout, 1, 1, norm, c.act)
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, act: str, se: int, norm: dict,
+                 se_gate: str = "hardsigmoid") -> None:
+        super().__init__()
+        self.dw = depthwise_bn(cin, kernel, stride, norm, act)
+        self.se = SqueezeExcite(cin, se, se_gate) if se else nn.Identity()
+        self.pw = conv_bn(cin, cout, 1, 1, norm, act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pw(self.se(self.dw(x)))
@@ -49,46 +53,48 @@ class DepthwiseSeparable(Op):
 
 @register
 class InvertedResidual(Op):
-    """MobileNetV2/V3: [1x1 expand + BN + act] -> dw KxK + BN + act -> [SE] -> 1x1 project + BN.
+    """MobileNetV2/V3: [1x1 expand, unless hidden == cin] -> depthwise -> [SE] -> 1x1 linear projection.
 
-    The expansion is skipped when the hidden width equals the input width;
-    the residual is used when stride is 1 and input and output widths match.
+    The input is added back when the stride is 1 and the widths match.
     """
 
     name = "inverted_residual"
+    short = "ir"
     fields = frozenset({"kernel", "expand", "hidden", "act"}) | _SE_FIELDS
     required = (("expand", "hidden"),)
-    key_fields = frozenset({"stride", "kernel", "hidden", "act", "se", "se_ratio", "se_gate"})
+    se_width = "hidden"
+    example = Example(64, ({"stride": 1, "width": 96, "blocks": [
+        {"op": "inverted_residual", "expand": 1, "se": True, "se_gate": "sigmoid"},
+        {"op": "inverted_residual", "expand": 4, "kernel": 7, "act": "none"}]},))
 
     @classmethod
     def hidden_channels(cls, cin: int, cout: int, expand: float | None, hidden: int | None) -> int:
         return hidden if hidden is not None else int(round(cin * (expand or 1)))
 
-    def __init__(self, config: BlockConfig, norm: NormSpec) -> None:
-        super().__init__(config, norm)
-        c = config
-        self.use_residual = c.stride == 1 and c.cin == c.cout
-        layers: list[nn.Module] = []
-        if c.hidden != c.cin:
-            layers.append(ConvBNAct(c.cin, c.hidden, 1, 1, norm, c.act))
-        layers.append(depthwise(c.hidden, c.kernel, c.stride, norm, c.act))
-        if c.se:
-            layers.append(SqueezeExcite(c.hidden, c.se_ratio, c.se_gate))
-        layers.append(ConvBNAct(c.hidden, c.cout, 1, 1, norm, "none"))
-        self.block = nn.Sequential(*layers)
+    def __init__(self, cin: int, hidden: int, cout: int, kernel: int, stride: int, act: str, se: int,
+                 norm: dict, se_gate: str = "hardsigmoid") -> None:
+        super().__init__()
+        self.use_residual = stride == 1 and cin == cout
+        expand = [] if hidden == cin else [conv_bn(cin, hidden, 1, 1, norm, act)]
+        excite = [SqueezeExcite(hidden, se, se_gate)] if se else []
+        self.block = nn.Sequential(*expand, depthwise_bn(hidden, kernel, stride, norm, act), *excite,
+                                   conv_bn(hidden, cout, 1, 1, norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.block(x)
-        return out + x if self.use_residual else out
+        if self.use_residual:
+            return self.block(x) + x
+        return self.block(x)
 
 
 @register
-class SqueezeExciteOp(Op):
-    """Squeeze-and-excitation on its own: keeps the shape, so stride 1 and equal widths only."""
+class SqueezeExciteUnit(Op):
+    """Squeeze-and-excitation as a stage op of its own: keeps the shape, so stride 1 and equal widths only."""
 
     name = "squeeze_excite"
+    short = "sqe"
     fields = frozenset({"se_ratio", "se_gate"})
-    key_fields = frozenset({"stride", "se_ratio", "se_gate"})
+    se_width = "cin"
+    example = Example(160, ({"stride": 1, "depth": 1, "width": 160, "block": {"op": "squeeze_excite"}},))
 
     @classmethod
     def check(cls, config: BlockConfig) -> str | None:
@@ -97,9 +103,12 @@ class SqueezeExciteOp(Op):
                     f"(got {config.cin}->{config.cout} at stride {config.stride})")
         return None
 
-    def __init__(self, config: BlockConfig, norm: NormSpec) -> None:
-        super().__init__(config, norm)
-        self.se = SqueezeExcite(config.cin, config.se_ratio, config.se_gate)
+    def __init__(self, cin: int, se: int, norm: dict, se_gate: str = "hardsigmoid") -> None:
+        super().__init__()
+        self.se = SqueezeExcite(cin, se, se_gate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.se(x)
+
+
+ConvBNActOp, SqueezeExciteOp = ConvBNAct, SqueezeExciteUnit  # the names before export shared these classes

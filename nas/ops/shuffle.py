@@ -4,25 +4,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.ops.base import Op
-from nas.ops.config import BlockConfig, NormSpec
-from nas.ops.layers import ConvBNAct, activation, channel_shuffle, depthwise
-from nas.ops.registry import register
+from nas.ops._base import Example, Op
+from nas.ops._config import BlockConfig
+from nas.ops._layers import conv_bn, depthwise_bn, make_act, shuffle_channels
+from nas.ops._registry import register
 
 
 @register
 class ShuffleV1(Op):
-    """grouped 1x1 to out/4 + BN + act -> dw KxK + BN -> shuffle -> grouped 1x1 + BN.
+    """ShuffleNetV1 (megvii): grouped 1x1 to out/4 + BN + act -> dw KxK + BN -> shuffle -> grouped 1x1 + BN.
 
     Stride 1: act(x + out). Stride 2: concat[avgpool3x3(x), act(out)], the
-    main branch producing out - in channels. The network's first unit keeps
-    its first 1x1 dense (groups=1), as in the megvii reference.
+    main branch producing out - in channels. `first_unit`: the network's first
+    unit keeps its first 1x1 dense (groups=1), as in the megvii reference.
     """
 
     name = "shuffle_v1"
+    short = "sh1"
     fields = frozenset({"kernel", "groups", "act"})
     required = (("groups",),)
-    key_fields = frozenset({"stride", "kernel", "groups", "act", "first_unit"})
+    position_flags = frozenset({"first_unit"})
+    example = Example(128, ({"stride": 2, "width": 192, "blocks": [
+        {"op": "shuffle_v1", "groups": 2}, {"op": "shuffle_v1", "groups": 3, "kernel": 5, "act": "silu"}]},))
 
     @classmethod
     def hidden_channels(cls, cin: int, cout: int, expand: float | None, hidden: int | None) -> int:
@@ -42,36 +45,38 @@ class ShuffleV1(Op):
                 return f"groups {g} does not divide the {what} {n} of shuffle_v1 {c.cin}->{c.cout}"
         return None
 
-    def __init__(self, config: BlockConfig, norm: NormSpec) -> None:
-        super().__init__(config, norm)
-        c = config
-        mid, branch = c.hidden, (c.cout - c.cin if c.stride == 2 else c.cout)
-        self.groups, self.stride = c.groups, c.stride
-        self.branch_main_1 = nn.Sequential(
-            ConvBNAct(c.cin, mid, 1, 1, norm, c.act, groups=1 if c.first_unit else c.groups),
-            depthwise(mid, c.kernel, c.stride, norm),
-        )
-        self.branch_main_2 = ConvBNAct(mid, branch, 1, 1, norm, groups=c.groups)
-        self.branch_proj = nn.AvgPool2d(3, 2, 1) if c.stride == 2 else None
-        self.act = activation(c.act) or nn.Identity()
+    def __init__(self, cin: int, hidden: int, cout: int, kernel: int, stride: int, act: str, groups: int,
+                 first_unit: bool, norm: dict) -> None:
+        super().__init__()
+        self.groups = groups
+        self.branch_main_1 = nn.Sequential(conv_bn(cin, hidden, 1, 1, norm, act, groups=1 if first_unit else groups),
+                                           depthwise_bn(hidden, kernel, stride, norm))
+        self.branch_main_2 = conv_bn(hidden, cout - cin if stride == 2 else cout, 1, 1, norm, groups=groups)
+        self.branch_proj = nn.AvgPool2d(3, 2, 1) if stride == 2 else None
+        self.act = nn.Identity() if act == "none" else make_act(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.branch_main_1(x)
         if self.groups > 1:
-            out = channel_shuffle(out, self.groups, megvii_order=True)
+            out = shuffle_channels(out, self.groups, True)
         out = self.branch_main_2(out)
-        if self.branch_proj is None:
-            return self.act(x + out)
-        return torch.cat([self.branch_proj(x), self.act(out)], dim=1)
+        if self.branch_proj is not None:
+            return torch.cat([self.branch_proj(x), self.act(out)], dim=1)
+        return self.act(x + out)
 
 
 @register
 class ShuffleV2(Op):
-    """Stride 1: split channels, transform one half. Stride 2: two strided branches. Shuffle after."""
+    """ShuffleNetV2 (torchvision): stride 1 splits the channels and transforms one half; stride 2 runs two
+    strided branches. A channel shuffle follows."""
 
     name = "shuffle_v2"
+    short = "sh2"
     fields = frozenset({"kernel", "act"})
-    key_fields = frozenset({"stride", "kernel", "act"})
+    example = Example(192, (
+        {"stride": 1, "width": 192, "blocks": [{"op": "shuffle_v2", "act": "hardswish"}]},
+        {"stride": 2, "width": 160, "blocks": [{"op": "shuffle_v2", "kernel": 5}]},
+    ))
 
     @classmethod
     def hidden_channels(cls, cin: int, cout: int, expand: float | None, hidden: int | None) -> int:
@@ -86,28 +91,17 @@ class ShuffleV2(Op):
             return f"shuffle_v2 at stride 1 passes half its input through, so widths must match (got {c.cin}->{c.cout})"
         return None
 
-    def __init__(self, config: BlockConfig, norm: NormSpec) -> None:
-        super().__init__(config, norm)
-        c = config
-        half = c.hidden
-        self.stride = c.stride
-        if c.stride > 1:
-            self.branch1 = nn.Sequential(
-                depthwise(c.cin, c.kernel, c.stride, norm),
-                ConvBNAct(c.cin, half, 1, 1, norm, c.act),
-            )
-        else:
-            self.branch1 = None
-        self.branch2 = nn.Sequential(
-            ConvBNAct(c.cin if c.stride > 1 else half, half, 1, 1, norm, c.act),
-            depthwise(half, c.kernel, c.stride, norm),
-            ConvBNAct(half, half, 1, 1, norm, c.act),
-        )
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, act: str, norm: dict) -> None:
+        super().__init__()
+        half = cout // 2
+        self.branch1 = None
+        if stride > 1:
+            self.branch1 = nn.Sequential(depthwise_bn(cin, kernel, stride, norm), conv_bn(cin, half, 1, 1, norm, act))
+        self.branch2 = nn.Sequential(conv_bn(cin if stride > 1 else half, half, 1, 1, norm, act),
+                                     depthwise_bn(half, kernel, stride, norm), conv_bn(half, half, 1, 1, norm, act))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.branch1 is None:
-            keep, work = x.chunk(2, dim=1)
-            out = torch.cat([keep, self.branch2(work)], dim=1)
-        else:
-            out = torch.cat([self.branch1(x), self.branch2(x)], dim=1)
-        return channel_shuffle(out, 2)
+        if self.branch1 is not None:
+            return shuffle_channels(torch.cat([self.branch1(x), self.branch2(x)], dim=1), 2, False)
+        keep, work = x.chunk(2, dim=1)
+        return shuffle_channels(torch.cat([keep, self.branch2(work)], dim=1), 2, False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from nas.space.arch import Arch, Decision, canonical, decisions, decode, encode, log10_size, project, sample, size
 from nas.space.dump import fixed_dict, write_fixed
-from nas.space.enumerate import unique_units
+from nas.space.units import unique_units
 from nas.space.load import load_fixed, load_space, parse_space
 from nas.space.plan import NetPlan, Unit, block_config, plan
 from nas.space.schema import BlockSpace, HeadSpec, SearchSpace, StageSpace, StemSpec

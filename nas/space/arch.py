@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 from nas.errors import ArchError, SpaceError
-from nas.ops import get_op
-from nas.space.schema import BLOCK_FIELDS, BlockSpace, SearchSpace
+from nas.ops import block_fields, field, get_op
+from nas.space.schema import BlockSpace, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -76,23 +76,27 @@ def decisions(space: SearchSpace) -> tuple[Decision, ...]:
     return tuple(out)
 
 
-_SE_OPTIONS = ("se_ratio", "se_gate")  # only matter when se is on (for ops that have an se switch)
+def _gate(op_fields: frozenset[str], name: str) -> str:
+    """The switch without which `name` changes nothing for an op with `op_fields` ('' if none)."""
+    gate = field(name).gate if name != "op" else ""
+    return gate if gate in op_fields else ""
 
 
 def _block_count(block: BlockSpace) -> int:
     """Distinct settings of one block: for each op, the product over the fields it uses
-    (SE options counted only for the settings with SE on)."""
+    (gated options such as the SE ones counted only for the settings with their switch on)."""
     total = 0
     for op_name in block.choices["op"]:
         used = get_op(op_name).fields
+        gates = {_gate(used, f) for f in block.choices if f in used} - {""}
         n = 1
-        for field, ch in block.choices.items():
-            if field in used and field != "se" and (field not in _SE_OPTIONS or "se" not in used):
-                n *= len(ch)  # (an op without an se switch, such as squeeze_excite, always uses them)
-        if "se" in used:
-            se = block.choices["se"]
-            options = math.prod(len(block.choices[f]) for f in _SE_OPTIONS if f in block.choices)
-            n *= se.count(False) + se.count(True) * options
+        for name, ch in block.choices.items():
+            if name in used and name not in gates and not _gate(used, name):
+                n *= len(ch)
+        for gate in gates:
+            switch = block.choices[gate]
+            options = math.prod(len(ch) for f, ch in block.choices.items() if f in used and _gate(used, f) == gate)
+            n *= switch.count(False) + switch.count(True) * options
         total += n
     return total
 
@@ -126,13 +130,15 @@ def _active(space: SearchSpace, arch: Mapping[str, Any]) -> dict[str, bool]:
             active[d.name] = True
             continue
         stage = next(s for s in space.stages if s.name == parts[0])
-        j, field = int(parts[1][1:]), parts[2]
+        j, name = int(parts[1][1:]), parts[2]
         depth = arch.get(f"{stage.name}.depth", stage.depth[0])
         block = stage.blocks[j].choices
         op = arch.get(f"{parts[0]}.{parts[1]}.op", block["op"][0])
-        active[d.name] = j < depth and (field == "op" or field in get_op(op).fields)
-        if field in _SE_OPTIONS and "se" in get_op(op).fields:  # gated only where the op has an se switch
-            active[d.name] = active[d.name] and arch.get(f"{parts[0]}.{parts[1]}.se", block.get("se", (False,))[0])
+        used = get_op(op).fields
+        active[d.name] = j < depth and (name == "op" or name in used)
+        gate = _gate(used, name) if name in used else ""
+        if gate:  # gated only where the op has the switch
+            active[d.name] = active[d.name] and arch.get(f"{parts[0]}.{parts[1]}.{gate}", block.get(gate, (False,))[0])
     return active
 
 
@@ -143,20 +149,17 @@ def canonical(space: SearchSpace, arch: Mapping[str, Any]) -> Arch:
 
 
 # ---- short readable strings: "r192|s1:d2,w96,b0=sg/k3/e6/se1,b1=ir/k5/e4/se0|s2:..." ----
-OP_ABBREV = {"conv_bn_act": "cba", "dwsep": "ds", "inverted_residual": "ir", "sandglass": "sg",
-             "shuffle_v1": "sh1", "shuffle_v2": "sh2", "squeeze_excite": "sqe"}
-_FIELD_PREFIX = {"kernel": "k", "expand": "e", "hidden": "h", "se": "se", "act": "a:", "groups": "g",
-                 "identity_mult": "im", "se_ratio": "sr", "se_gate": "sg:"}
+# Ops write their `short` name, fields their declared `code` prefix.
 
-
-def _fmt(field: str, value: Any) -> str:
-    if field == "op":
-        return OP_ABBREV.get(value, value)
+def _fmt(name: str, value: Any) -> str:
+    if name == "op":
+        return get_op(value).short or value
+    prefix = field(name).code
     if isinstance(value, bool):
-        return f"{_FIELD_PREFIX[field]}{int(value)}"
+        return f"{prefix}{int(value)}"
     if isinstance(value, float):
-        return f"{_FIELD_PREFIX[field]}{value:g}"
-    return f"{_FIELD_PREFIX[field]}{value}"
+        return f"{prefix}{value:g}"
+    return f"{prefix}{value}"
 
 
 def encode(space: SearchSpace, arch: Mapping[str, Any]) -> str:
@@ -207,8 +210,7 @@ def _from_tokens(space: SearchSpace, given: dict[str, str], text: str) -> Arch:
         if d is None:
             raise ArchError(f"{name!r} in {text!r} is not a decision of {space.name}")
         for choice in d.choices:
-            field = name.rsplit(".", 1)[-1]
-            shown = _fmt(field, choice) if field in _FIELD_PREFIX or field == "op" else str(choice)
+            shown = _fmt(name.rsplit(".", 1)[-1], choice) if name.count(".") == 2 else str(choice)
             if raw in (shown, str(choice)):
                 return choice
         raise ArchError(f"{name}: {raw!r} in {text!r} is not one of {list(d.choices)}")
@@ -265,15 +267,15 @@ def project(space: SearchSpace, fixed: SearchSpace, where: str = "") -> Arch:
         take(f"{stage.name}.width", fstage.width[0], stage.width)
         for j, fblock in enumerate(fstage.blocks):
             op = fblock.choices["op"][0]
-            for field in BLOCK_FIELDS:
-                ch = stage.blocks[j].choices.get(field)
-                mine = fblock.choices.get(field)
-                if field != "op" and field not in get_op(op).fields:
+            for name in block_fields():
+                ch = stage.blocks[j].choices.get(name)
+                mine = fblock.choices.get(name)
+                if name != "op" and name not in get_op(op).fields:
                     continue
                 if ch is None or mine is None:
                     if ch != mine:
-                        fail(f"{stage.name}.b{j}.{field} is set in one file only")
+                        fail(f"{stage.name}.b{j}.{name} is set in one file only")
                     continue
-                take(f"{stage.name}.b{j}.{field}", mine[0], ch)
+                take(f"{stage.name}.b{j}.{name}", mine[0], ch)
     full = {d.name: values.get(d.name, d.choices[0]) for d in decisions(space)}
     return canonical(space, full)

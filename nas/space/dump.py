@@ -4,13 +4,10 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from nas.ops import get_op
+from nas.ops import field, get_op
 from nas.space.arch import canonical, encode
-from nas.space.schema import BLOCK_DEFAULTS, SearchSpace
+from nas.space.schema import SearchSpace
 from nas.space.yamlio import write_yaml_atomic
-
-# Always written when the op uses them; the rest only when they differ from their default.
-_CORE = ("op", "kernel", "expand", "hidden", "se", "act", "groups")
 
 
 def _pick(arch: Mapping[str, Any], name: str, choices: tuple) -> Any:
@@ -29,12 +26,13 @@ def fixed_dict(space: SearchSpace, arch: Mapping[str, Any], name: str | None = N
             op = _pick(arch, f"{stage.name}.b{j}.op", choices["op"])
             used = get_op(op).fields
             block: dict[str, Any] = {"op": op}
-            for field, ch in choices.items():
-                if field == "op" or field not in used:
+            for key, ch in choices.items():
+                if key == "op" or key not in used:
                     continue
-                value = _pick(arch, f"{stage.name}.b{j}.{field}", ch)
-                if field in _CORE or value != BLOCK_DEFAULTS.get(field):
-                    block[field] = value
+                value = _pick(arch, f"{stage.name}.b{j}.{key}", ch)
+                spec = field(key)  # core fields always written, the rest when they differ from their default
+                if spec.core or not spec.fill or value != spec.default:
+                    block[key] = value
             blocks.append(block)
         stages.append({"name": stage.name, "stride": stage.stride,
                        "width": _pick(arch, f"{stage.name}.width", stage.width), "blocks": blocks})

@@ -4,33 +4,26 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import replace
-from itertools import product
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, NoReturn
 
 from nas.errors import SpaceError
-from nas.ops import ACTIVATIONS, POOLS, SE_GATES, NormSpec, get_op, op_names
-from nas.space.arch import project
-from nas.space.plan import block_config
-from nas.space.schema import BLOCK_DEFAULTS, BLOCK_FIELDS, BlockSpace, HeadSpec, SearchSpace, StageSpace, StemSpec
+from nas.ops import (ACTIVATIONS, POOLS, NormSpec, all_fields, block_fields, boolean_problem, get_op, integer_problem,
+                     kind, number_problem, odd_size, one_of_problem, op_names)
+from nas.space.arch import decisions, project
+from nas.space.positions import configs, positions
+from nas.space.schema import BlockSpace, HeadSpec, SearchSpace, StageSpace, StemSpec
 from nas.space.yamlio import read_yaml
 
-KERNELS = (1, 3, 5, 7, 9, 11)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 TOP_KEYS = ("name", "in_channels", "num_classes", "resolution", "width_mult", "channel_divisor",
             "norm", "stem", "stages", "head", "backbone")
 
 
-def _kind(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "a mapping", type(None): "empty"}
-    return names.get(type(value), type(value).__name__)
-
-
 class _Reader:
-    """Typed readers that raise `SpaceError` with the key path."""
+    """Typed readers that raise `SpaceError` with the key path (messages from `nas.ops`' value checks)."""
 
     def __init__(self, file: str) -> None:
         self.file = file
@@ -38,9 +31,14 @@ class _Reader:
     def fail(self, path: str, detail: str) -> NoReturn:
         raise SpaceError(self.file, path, detail)
 
+    def checked(self, value: Any, path: str, problem: str | None) -> Any:
+        if problem:
+            self.fail(path, problem)
+        return value
+
     def mapping(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
         if not isinstance(value, dict):
-            self.fail(path, f"expected a mapping with keys {', '.join(allowed)}; got {_kind(value)}")
+            self.fail(path, f"expected a mapping with keys {', '.join(allowed)}; got {kind(value)}")
         for key in value:
             if key not in allowed:
                 where = f"{path}.{key}" if path else str(key)
@@ -51,32 +49,16 @@ class _Reader:
         return value
 
     def integer(self, value: Any, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(path, f"expected an integer, got {value!r} ({_kind(value)})")
-        if minimum is not None and value < minimum:
-            self.fail(path, f"{value} is below the minimum {minimum}")
-        if maximum is not None and value > maximum:
-            self.fail(path, f"{value} is above the maximum {maximum}")
-        return value
+        return self.checked(value, path, integer_problem(value, minimum, maximum))
 
     def number(self, value: Any, path: str, low: float, high: float, *, low_open: bool = True) -> float | int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(path, f"expected a number, got {value!r} ({_kind(value)})")
-        if value != value or (value <= low if low_open else value < low) or value > high:
-            left = "(" if low_open else "["
-            self.fail(path, f"{value} is outside the allowed range {left}{low:g}, {high:g}]")
-        return value
+        return self.checked(value, path, number_problem(value, low, high, low_open=low_open))
 
     def boolean(self, value: Any, path: str) -> bool:
-        if not isinstance(value, bool):
-            self.fail(path, f"expected true or false, got {value!r} ({_kind(value)})")
-        return value
+        return self.checked(value, path, boolean_problem(value))
 
     def one_of(self, value: Any, path: str, allowed: tuple, what: str = "") -> Any:
-        if isinstance(value, bool) or value not in allowed or type(value) is not type(allowed[0]):
-            label = f" {what}" if what else ""
-            self.fail(path, f"{value!r} is not one of the allowed{label}: {', '.join(map(str, allowed))}")
-        return value
+        return self.checked(value, path, one_of_problem(value, allowed, what))
 
     def choices(self, value: Any, path: str, item: Callable[[Any, str], Any]) -> tuple:
         """A scalar (one fixed value) or a non-empty list of distinct choices."""
@@ -94,32 +76,23 @@ class _Reader:
 
 
 def _field_readers(r: _Reader) -> dict[str, Callable[[Any, str], Any]]:
-    def kernel(v: Any, p: str) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or v not in KERNELS:
-            r.fail(p, f"{v!r} is not one of the allowed odd sizes ({', '.join(map(str, KERNELS))})")
-        return v
-
-    return {
-        "op": lambda v, p: r.one_of(v, p, op_names(stage_only=True), "stage operators"),
-        "kernel": kernel,
-        "expand": lambda v, p: r.number(v, p, 0, 64),
-        "hidden": lambda v, p: r.integer(v, p, minimum=1),
-        "se": r.boolean,
-        "act": lambda v, p: r.one_of(v, p, ACTIVATIONS, "activations"),
-        "groups": lambda v, p: r.integer(v, p, minimum=1),
-        "identity_mult": lambda v, p: r.number(v, p, 0, 1),
-        "se_ratio": lambda v, p: r.number(v, p, 0, 1),
-        "se_gate": lambda v, p: r.one_of(v, p, SE_GATES, "gates"),
-    }
+    """A reader per YAML block field, from the field declarations; `op` names a stage operator."""
+    readers: dict[str, Callable[[Any, str], Any]] = {
+        "op": lambda v, p: r.one_of(v, p, op_names(stage_only=True), "stage operators")}
+    for spec in all_fields():
+        if spec.check is not None:
+            readers[spec.name] = lambda v, p, check=spec.check: r.checked(v, p, check(v))
+    return readers
 
 
 def _block(r: _Reader, parts: list[tuple[dict, str]], path: str) -> BlockSpace:
     """Merge a stage's `block` template and a `blocks[j]` override, then check the result."""
     readers = _field_readers(r)
+    allowed = block_fields()
     choices: dict[str, tuple] = {}
     origin: dict[str, str] = {}
     for raw, where in parts:
-        r.mapping(raw, where, BLOCK_FIELDS)
+        r.mapping(raw, where, allowed)
         for field, value in raw.items():
             choices[field] = r.choices(value, f"{where}.{field}", readers[field])
             origin[field] = where
@@ -136,10 +109,10 @@ def _block(r: _Reader, parts: list[tuple[dict, str]], path: str) -> BlockSpace:
             if not any(f in choices for f in any_of):
                 need = " or ".join(f"'{f}'" for f in any_of)
                 r.fail(path, f"{op.name} needs {need}")
-    for field, default in BLOCK_DEFAULTS.items():
-        if field not in choices and any(field in op.fields for op in ops):
-            choices[field] = (default,)
-    ordered = {f: choices[f] for f in BLOCK_FIELDS if f in choices}
+    for spec in all_fields():
+        if spec.block and spec.fill and spec.name not in choices and any(spec.name in op.fields for op in ops):
+            choices[spec.name] = (spec.default,)
+    ordered = {f: choices[f] for f in allowed if f in choices}
     return BlockSpace(choices=MappingProxyType(ordered), path=path)
 
 
@@ -158,7 +131,7 @@ def _stage(r: _Reader, raw: Any, i: int, names: set[str]) -> StageSpace:
     width = r.choices(m["width"], f"{path}.width", lambda v, p: r.integer(v, p, minimum=1))
     blocks_raw = m.get("blocks")
     if blocks_raw is not None and (not isinstance(blocks_raw, list) or not blocks_raw):
-        r.fail(f"{path}.blocks", f"expected a non-empty list of block mappings, got {_kind(blocks_raw)}")
+        r.fail(f"{path}.blocks", f"expected a non-empty list of block mappings, got {kind(blocks_raw)}")
     if "depth" in m:
         depth = r.choices(m["depth"], f"{path}.depth", lambda v, p: r.integer(v, p, minimum=1, maximum=64))
     elif blocks_raw is not None:
@@ -182,7 +155,7 @@ def _stem(r: _Reader, raw: Any) -> StemSpec:
     m = r.mapping(raw, "stem", ("out", "kernel", "stride", "act", "pool"), ("out",))
     return StemSpec(
         out=r.integer(m["out"], "stem.out", minimum=1),
-        kernel=_field_readers(r)["kernel"](m.get("kernel", 3), "stem.kernel"),
+        kernel=r.checked(m.get("kernel", 3), "stem.kernel", odd_size(m.get("kernel", 3))),
         stride=r.integer(m.get("stride", 2), "stem.stride", minimum=1, maximum=2),
         act=r.one_of(m.get("act", "relu"), "stem.act", ACTIVATIONS, "activations"),
         pool=r.one_of(m.get("pool", "none"), "stem.pool", ("none", "max"), "stem pools"),
@@ -209,22 +182,11 @@ def _head(r: _Reader, raw: Any) -> HeadSpec:
 
 def _check_shapes(r: _Reader, space: SearchSpace) -> None:
     """Every op choice must be buildable for every width it can meet: impossible combinations fail at load."""
-    previous = {space.channels(space.stem.out)}
-    for si, stage in enumerate(space.stages):
-        outs = {space.channels(w) for w in stage.width}
-        for j, block in enumerate(stage.blocks):
-            pairs = [(ci, co) for ci in sorted(previous) for co in sorted(outs)] if j == 0 else [(c, c) for c in sorted(outs)]
-            stride = stage.stride if j == 0 else 1
-            for op_name in block.choices["op"]:
-                op = get_op(op_name)
-                used = [f for f in BLOCK_FIELDS[1:] if f in op.fields and f in block.choices]
-                for combo in product(*(block.choices[f] for f in used)):
-                    fields = dict(zip(used, combo), op=op_name)
-                    for cin, cout in pairs:
-                        reason = op.check(block_config(fields, cin, cout, stride, first_unit=si == 0 and j == 0))
-                        if reason:
-                            r.fail(block.path, f"{reason} (block {j} of stage {stage.name})")
-        previous = outs
+    for position in positions(space):
+        for op, config in configs(position):
+            reason = op.check(config)
+            if reason:
+                r.fail(position.block.path, f"{reason} (block {position.index} of stage {position.stage.name})")
 
 
 def parse_space(data: Any, file: str, *, base_dir: str | os.PathLike | None = None) -> SearchSpace:
@@ -238,7 +200,7 @@ def parse_space(data: Any, file: str, *, base_dir: str | os.PathLike | None = No
         r.fail("name", f"{name!r} is not a valid name (letters, digits, '_', '-', '.')")
     stages_raw = m["stages"]
     if not isinstance(stages_raw, list) or not stages_raw:
-        r.fail("stages", "expected a non-empty list of stages, got " + ("an empty list" if stages_raw == [] else _kind(stages_raw)))
+        r.fail("stages", "expected a non-empty list of stages, got " + ("an empty list" if stages_raw == [] else kind(stages_raw)))
     norm_raw = r.mapping(m.get("norm", {}), "norm", ("eps", "momentum"))
     names: set[str] = set()
     space = SearchSpace(
@@ -260,7 +222,7 @@ def parse_space(data: Any, file: str, *, base_dir: str | os.PathLike | None = No
     if "backbone" in m:
         backbone = m["backbone"]
         if not isinstance(backbone, str) or not backbone:
-            r.fail("backbone", f"expected the path of a fixed architecture YAML, got {_kind(backbone)}")
+            r.fail("backbone", f"expected the path of a fixed architecture YAML, got {kind(backbone)}")
         path = Path(base_dir or ".") / backbone
         if not path.exists():
             r.fail("backbone", f"{path}: no such file")
@@ -277,8 +239,6 @@ def load_space(path: str | os.PathLike) -> SearchSpace:
 
 def load_fixed(path: str | os.PathLike) -> SearchSpace:
     """`load_space` for commands that take one architecture: a file with decisions left is refused."""
-    from nas.space.arch import decisions
-
     space = load_space(path)
     left = decisions(space)
     if left:

@@ -12,9 +12,8 @@ from operator import itemgetter
 from typing import Any, Mapping
 
 from nas.errors import ArchError
-from nas.ops import BlockConfig, BlockKey, get_op
-from nas.ops.config import with_shape
-from nas.space.schema import BLOCK_DEFAULTS, SearchSpace, StageSpace
+from nas.ops import BlockConfig, BlockKey, field, get_op, with_shape
+from nas.space.schema import SearchSpace, StageSpace
 
 
 @dataclass(frozen=True)
@@ -41,28 +40,25 @@ class NetPlan:
         return self.units[0].key.input_shape
 
 
-def block_config(fields: Mapping[str, Any], cin: int, cout: int, stride: int, *,
-                 first_unit: bool = False, keep_3x3: bool = False) -> BlockConfig:
-    """Resolve one block's field values into a `BlockConfig`; fields its op does not use are dropped."""
-    op = fields["op"]
-    cls = get_op(op)
-
-    def value(name: str) -> Any:
-        if name not in cls.fields:
-            return None
-        return fields.get(name, BLOCK_DEFAULTS.get(name))
-
-    expand, hidden = value("expand"), value("hidden")
-    settings = {name: value(name) for name in ("kernel", "se", "act", "groups", "identity_mult", "se_ratio", "se_gate")}
-    if "se" in cls.fields and not settings["se"]:  # SE options change nothing with SE off: equal keys
-        settings["se_ratio"] = settings["se_gate"] = None
+def block_config(fields: Mapping[str, Any], cin: int, cout: int, stride: int, **position: bool) -> BlockConfig:
+    """Resolve one block's field values into a `BlockConfig`; fields its op does not use are dropped.
+    `position` holds flags set by where the unit sits (first_unit, keep_3x3); the op keeps those it declares."""
+    cls = get_op(fields["op"])
+    values: dict[str, Any] = {}
+    for name in cls.fields:
+        spec = field(name)
+        value = fields.get(name, spec.default if spec.fill else None)
+        if value is None or name in ("expand", "hidden"):
+            continue
+        if spec.gate in cls.fields and not fields.get(spec.gate, field(spec.gate).default):
+            continue  # an option that changes nothing with its switch off keeps its default: equal keys
+        values[name] = type(spec.default)(value)
+    expand, hidden = fields.get("expand") if "expand" in cls.fields else None, fields.get("hidden")
     return BlockConfig(
-        op=op, cin=cin, cout=cout, stride=stride,
+        op=cls.name, cin=cin, cout=cout, stride=stride, **values,
         expand=float(expand) if expand is not None else 0.0,
-        hidden=cls.hidden_channels(cin, cout, expand, hidden),
-        first_unit=first_unit and op == "shuffle_v1",
-        keep_3x3=keep_3x3 and op == "sandglass",
-        **{k: v for k, v in settings.items() if v is not None},
+        hidden=cls.hidden_channels(cin, cout, expand, hidden if "hidden" in cls.fields else None),
+        **{k: v for k, v in position.items() if k in cls.position_flags},
     )
 
 
@@ -178,13 +174,10 @@ def _shape_after(unit: Unit) -> tuple[int, int, int]:
 
 
 def _shape_of(config: BlockConfig, shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    _, h, w = shape
-    if config.op in ("global_pool", "classifier"):
-        return (config.cout, 1, 1)
-    return (config.cout, out_size(h, config.stride), out_size(w, config.stride))
+    return get_op(config.op).out_shape(config, shape)
 
 
-def _chain(stage: str, configs: list[BlockConfig], shape: tuple[int, int, int]) -> tuple[Unit, ...]:
+def chain(stage: str, configs: list[BlockConfig], shape: tuple[int, int, int]) -> tuple[Unit, ...]:
     """Units for `configs` applied in order to an input of `shape`, indexed within `stage`."""
     units = []
     for index, config in enumerate(configs):
@@ -193,27 +186,36 @@ def _chain(stage: str, configs: list[BlockConfig], shape: tuple[int, int, int]) 
     return tuple(units)
 
 
-def _stem_units(space: SearchSpace, res: int) -> tuple[Unit, ...]:
+def stem_configs(space: SearchSpace) -> list[BlockConfig]:
+    """The stem's units: a conv, and a max-pool when the space asks for one."""
     stem = space.stem
     cout = space.channels(stem.out)
     configs = [BlockConfig(op="conv_bn_act", cin=space.in_channels, cout=cout, stride=stem.stride,
                            kernel=stem.kernel, act=stem.act)]
     if stem.pool == "max":
         configs.append(BlockConfig(op="max_pool", cin=cout, cout=cout, stride=2, kernel=3))
-    return _chain("stem", configs, (space.in_channels, res, res))
+    return configs
 
 
-def _head_units(space: SearchSpace, shape: tuple[int, int, int]) -> tuple[Unit, ...]:
+def head_configs(space: SearchSpace, channels: int) -> list[BlockConfig]:
+    """The head's units after a last stage of `channels`: [1x1 conv], global pool, classifier."""
     head = space.head
-    channels = shape[0]
     configs = []
     if head.conv_out is not None:
-        channels = space.head_channels(head.conv_out)
-        configs.append(BlockConfig(op="conv_bn_act", cin=shape[0], cout=channels, stride=1, kernel=1,
-                                   act=head.conv_act))
+        configs.append(BlockConfig(op="conv_bn_act", cin=channels, cout=space.head_channels(head.conv_out), stride=1,
+                                   kernel=1, act=head.conv_act))
+        channels = configs[-1].cout
     configs.append(BlockConfig(op="global_pool", cin=channels, cout=channels, pool=head.pool))
     configs.append(BlockConfig(op="classifier", cin=channels, cout=space.num_classes,
                                hidden=space.head_channels(head.hidden) if head.hidden else 0,
                                act=head.hidden_act if head.hidden else "none", dropout=head.dropout,
                                bias=head.bias))
-    return _chain("head", configs, shape)
+    return configs
+
+
+def _stem_units(space: SearchSpace, res: int) -> tuple[Unit, ...]:
+    return chain("stem", stem_configs(space), (space.in_channels, res, res))
+
+
+def _head_units(space: SearchSpace, shape: tuple[int, int, int]) -> tuple[Unit, ...]:
+    return chain("head", head_configs(space, shape[0]), shape)

@@ -6,18 +6,10 @@ Every choosable value is held as a tuple of choices; a fixed value is a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Mapping
 
 from nas.channels import make_divisible
 from nas.ops import NormSpec
-
-# Block fields in their canonical order (decision names and encodings follow it).
-BLOCK_FIELDS = ("op", "kernel", "expand", "hidden", "se", "act", "groups", "identity_mult", "se_ratio", "se_gate")
-# Defaults for fields a block may leave out; expand, hidden and groups have none.
-BLOCK_DEFAULTS: Mapping[str, Any] = MappingProxyType({
-    "kernel": 3, "se": False, "act": "relu", "identity_mult": 1.0, "se_ratio": 0.25, "se_gate": "hardsigmoid",
-})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,5 +84,7 @@ class SearchSpace:
 
     @property
     def is_fixed(self) -> bool:
-        from nas.space.arch import decisions  # local: arch builds on this module
-        return not decisions(self)
+        """No choice left anywhere (`nas.space.decisions` is empty)."""
+        blocks = (ch for stage in self.stages for block in stage.blocks for ch in block.choices.values())
+        return all(len(ch) == 1 for ch in (self.resolution, *(s.depth for s in self.stages),
+                                           *(s.width for s in self.stages), *blocks))
