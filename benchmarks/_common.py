@@ -47,8 +47,8 @@ def parse(p: argparse.ArgumentParser, quick: Mapping[str, Any], argv: list[str] 
     args = p.parse_args(argv)
     if args.quick:
         space = {"space": QUICK_SPACE} if "space" in vars(args) else {}
-        p.set_defaults(**{**space, **quick})
-        args = p.parse_args(argv)
+        # argparse leaves an attribute the namespace already has alone unless the option is given.
+        args = p.parse_args(argv, namespace=argparse.Namespace(**{**space, **quick}))
         print(QUICK_NOTE, flush=True)
     return args
 
