@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import random
-import statistics
 import sys
 import tempfile
 from pathlib import Path
