@@ -22,8 +22,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Every benchmark's quick mode, one after another (a few minutes): checks each path runs end to end.
+# Its figures are not for quoting; run `$(PY) -m benchmarks.<name> --help` for the real runs.
+BENCHMARKS := cost_scoring predict_speed search_speed sampler_hypervolume latency_truth search_targets proxy_correlation
 bench: $(STAMP)
-	$(PY) benchmarks/cost_scoring.py
+	@set -e; for name in $(BENCHMARKS); do echo "== benchmarks.$$name --quick"; $(PY) -m benchmarks.$$name --quick; done
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -10,23 +10,22 @@ Timing does not depend on the table's values, so without `--lut` every unit
 of the space gets a made-up entry and no measuring is needed (seconds, not
 the 12 minutes a real table takes); `--lut FILE` uses a real table instead.
 
-    python benchmarks/predict_speed.py --space search_spaces/sandglass.yaml --repeats 5 --json out.json
+    python -m benchmarks.predict_speed --space search_spaces/sandglass.yaml --repeats 5 --json out.json
 """
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import finish, median_ms, parse, parser
+from benchmarks._latency import made_up_table
+from nas.latency import LatencyModel
+from nas.space import load_space, sample
+from proxies.latency import LatencyTable
 
-from nas.latency import LatencyModel  # noqa: E402
-from nas.space import load_space, sample, unique_units  # noqa: E402
-from proxies.latency import Entry, LatencyTable, current_profile  # noqa: E402
+QUICK = {"warm": 50, "candidates": 50, "repeats": 2}
 
 
 def time_predictions(model: LatencyModel, space_file: str, warm: int, candidates: int, seed: int) -> list[float]:
@@ -44,43 +43,28 @@ def time_predictions(model: LatencyModel, space_file: str, warm: int, candidates
     return times
 
 
-def made_up_table(space_file: str) -> LatencyTable:
-    """Every unit of the space with an arbitrary entry: enough to time lookups, useless for latency."""
-    rng = random.Random(0)
-    profile = current_profile("torch", threads=1, batch_size=1)
-    entries = {text: Entry(ms=rng.uniform(0.01, 2.0), spread_ms=0.0, runs=1, rounds=1)
-               for text in unique_units(load_space(space_file))}
-    return LatencyTable(profile, entries)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="search_spaces/sandglass.yaml")
-    parser.add_argument("--lut", help="a real table for the space (default: made-up entries for every unit)")
-    parser.add_argument("--warm", type=int, default=1000, help="candidates predicted before timing starts")
-    parser.add_argument("--candidates", type=int, default=1000, help="new candidates timed per repeat")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__, seed=False)
+    p.add_argument("--lut", help="a real table for the space (default: made-up entries for every unit)")
+    p.add_argument("--warm", type=int, default=1000, help="candidates predicted before timing starts")
+    p.add_argument("--candidates", type=int, default=1000, help="new candidates timed per repeat")
+    p.add_argument("--repeats", type=int, default=5)
+    args = parse(p, QUICK, argv)
 
     table = LatencyTable.load(args.lut) if args.lut else made_up_table(args.space)
     model = LatencyModel(table, measure_missing=False)
     medians = []
     for r in range(args.repeats):
         times = time_predictions(model, args.space, args.warm, args.candidates, seed=1000 + r)
-        medians.append(statistics.median(times) * 1e3)
+        medians.append(median_ms(times))
         p90 = statistics.quantiles(times, n=10)[-1] * 1e3
         print(f"repeat {r + 1}: median {medians[-1]:.3f} ms, 90th percentile {p90:.3f} ms per new candidate")
     overall = statistics.median(medians)
     print(f"prediction from a warm table: median of {args.repeats} repeat medians {overall:.3f} ms "
           f"(range {min(medians):.3f}-{max(medians):.3f} ms)")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({
-            "space": args.space, "table": args.lut or "made-up entries", "warm": args.warm,
-            "candidates": args.candidates, "repeat_medians_ms": medians, "median_ms": overall}, indent=2) + "\n")
-    return 0
+    return finish(args, {"space": args.space, "table": args.lut or "made-up entries", "warm": args.warm,
+                         "candidates": args.candidates, "repeat_medians_ms": medians, "median_ms": overall})
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -6,55 +6,44 @@ the "truth"), scores every proxy, and reports Spearman and Kendall of each
 proxy and of the ensemble against trained top-1. Also times each proxy per
 candidate at the small space's resolution and at 224x224 (sandglass.yaml).
 
-    python benchmarks/proxy_correlation.py [--space search_spaces/sandglass32.yaml] [--archs 50]
+    python -m benchmarks.proxy_correlation [--space search_spaces/sandglass32.yaml] [--archs 50]
         [--epochs 2] [--noise-archs 8] [--noise-seeds 3] [--json benchmarks/results/proxy_correlation.json]
 """
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from nas.search.objectives import DEFAULT_PROXY  # noqa: E402
-from nas.search.proxy_objectives import ProxyObjective  # noqa: E402
-from nas.stats import kendall, spearman  # noqa: E402
-from nas.space import load_space, sample  # noqa: E402
-from nas.train import train  # noqa: E402
-from proxies.zero_cost import PROXIES  # noqa: E402
+from benchmarks._common import finish, parse, parser, timed
+from nas.search.objectives import DEFAULT_PROXY
+from nas.search.proxy_objectives import ProxyObjective
+from nas.space import load_space, sample
+from nas.stats import kendall, spearman
+from nas.train import train
+from proxies.zero_cost import PROXIES
 
 ENSEMBLE = ["zen", "naswot", "synflow"]
+# Quick mode skips the 224 px timing: the same proxy_time() as at 32 px, but a minute on a 2-core machine.
+QUICK = {"archs": 3, "epochs": 1, "noise_archs": 2, "noise_seeds": 2, "timing_224": 0}
 
 
 def proxy_time(name: str, space, archs, seed: int = 0) -> float:
     """Median seconds to build and score one candidate with `name`."""
     proxy = ProxyObjective([name], seed=seed)  # builds the network and scores it, as the search does
-    times = []
-    for arch in archs:
-        start = time.perf_counter()
-        proxy.raw(space, arch)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed(proxy.raw, space, arch)[0] for arch in archs)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="search_spaces/sandglass32.yaml")
-    parser.add_argument("--archs", type=int, default=50)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--noise-archs", type=int, default=8, help="architectures trained with several seeds")
-    parser.add_argument("--noise-seeds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--timing-224", type=int, default=3, help="sandglass.yaml candidates timed at 224 px (0: skip)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__, space="search_spaces/sandglass32.yaml", threads=1)
+    p.add_argument("--archs", type=int, default=50)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--noise-archs", type=int, default=8, help="architectures trained with several seeds")
+    p.add_argument("--noise-seeds", type=int, default=3)
+    p.add_argument("--timing-224", type=int, default=3, help="sandglass.yaml candidates timed at 224 px (0: skip)")
+    args = parse(p, QUICK, argv)
     torch.set_num_threads(args.threads)
 
     space = load_space(args.space)
@@ -108,12 +97,10 @@ def main() -> int:
         if "224" in timing:
             line += f"   {timing['224'][n]:8.3f} s at 224 px"
         print(line)
-    if args.json:
-        Path(args.json).write_text(json.dumps({
-            "space": args.space, "archs": len(archs), "epochs": args.epochs, "ensemble": ENSEMBLE,
-            "default_proxy": DEFAULT_PROXY, "table": table, "noise": noise, "seed_stdev_median": seed_stdev,
-            "seed_vs_seed_spearman": seed_spearman, "timing_s": timing, "rows": rows}, indent=2) + "\n")
-    return 0
+    return finish(args, {
+        "space": args.space, "archs": len(archs), "epochs": args.epochs, "ensemble": ENSEMBLE,
+        "default_proxy": DEFAULT_PROXY, "table": table, "noise": noise, "seed_stdev_median": seed_stdev,
+        "seed_vs_seed_spearman": seed_spearman, "timing_s": timing, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -8,34 +8,32 @@ Both run in this process one after the other; the ratio is per trial.
 A separate run (after the table and the per-unit counts
 cover the space, as `nas lut build` leaves them) gives the wall time of a full `--trials` search (the 60 s
 target), and the winner's end-to-end measurement is checked against the
-target.
+target. Under --quick without --lut the table has made-up entries.
 
-    python benchmarks/search_speed.py --lut benchmarks/results/sandglass-t2.json [--trials 1000]
+    python -m benchmarks.search_speed --lut benchmarks/results/sandglass-t2.json [--trials 1000]
         [--baseline-trials 40] [--target 40ms] [--json benchmarks/results/search_speed.json]
 """
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import optuna
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import finish, parse, parser, timed
+from benchmarks._latency import lookup_model
+from nas import api
+from nas.builder import build
+from nas.cost import CostModel
+from nas.search import parse_latency
+from nas.space import decisions, load_space, plan, unique_units
+from proxies.flops import count_module
+from proxies.latency import measure_module
 
-import optuna  # noqa: E402
-
-from nas import api  # noqa: E402
-from nas.builder import build  # noqa: E402
-from nas.cost import CostModel  # noqa: E402
-from nas.search.target import parse_latency  # noqa: E402
-from nas.space import decisions, load_space, plan, unique_units  # noqa: E402
-from proxies.flops import count_module  # noqa: E402
-from proxies.latency import measure_module  # noqa: E402
+QUICK = {"trials": 20, "baseline_trials": 3, "threads": 1}
 
 
 def hand_written_loop(space, latency, target_ms: float, n: int, seed: int, storage: str) -> float:
@@ -53,37 +51,28 @@ def hand_written_loop(space, latency, target_ms: float, n: int, seed: int, stora
         trial.set_constraint("latency_ms", ms - target_ms)
         return float(macs), ms
 
-    start = time.perf_counter()
-    study.optimize(objective, n_trials=n)
-    return time.perf_counter() - start
+    return timed(study.optimize, objective, n_trials=n)[0]
 
 
 def ours(space_file, latency, cost, target: str, n: int, seed: int, run_dir: Path, measure: bool) -> tuple[float, dict]:
-    start = time.perf_counter()
-    result = api.search(space_file, target, n_trials=n, sampler="nsga2", seed=seed, run_dir=run_dir,
-                        latency=latency, cost=cost, measure=measure)
-    return time.perf_counter() - start, result.summary
+    seconds, result = timed(api.search, space_file, target, n_trials=n, sampler="nsga2", seed=seed, run_dir=run_dir,
+                            latency=latency, cost=cost, measure=measure)
+    return seconds, result.summary
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="search_spaces/sandglass.yaml")
-    parser.add_argument("--lut", required=True, help="a latency table for this machine covering the space "
-                        "(`nas lut build --space SPACE --out FILE`)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--target", default="40ms")
-    parser.add_argument("--trials", type=int, default=1000, help="trials of the timed full search")
-    parser.add_argument("--baseline-trials", type=int, default=40, help="trials of each side of the ratio")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__, threads=2)
+    p.add_argument("--lut", help="a latency table for this machine covering the space "
+                   "(`nas lut build --space SPACE --out FILE`); required unless --quick")
+    p.add_argument("--target", default="40ms")
+    p.add_argument("--trials", type=int, default=1000, help="trials of the timed full search")
+    p.add_argument("--baseline-trials", type=int, default=40, help="trials of each side of the ratio")
+    args = parse(p, QUICK, argv)
     torch.set_num_threads(args.threads)
 
     space = load_space(args.space)
-    latency = api.latency_model("torch", args.threads, 1, args.lut, measure_missing=False)
-    missing = latency.missing(space, list(unique_units(space).values()))
-    if missing:
-        print(f"{args.lut}: {len(missing)} units of {args.space} have no entry; build the table first", file=sys.stderr)
+    latency = lookup_model(p, args, space)
+    if latency is None:
         return 2
     target_ms = parse_latency(args.target)
     cost = CostModel.persistent()
@@ -116,9 +105,7 @@ def main() -> int:
         "per_trial_ratio_vs_full_loop": hand_s / n / (summary["search_seconds"] / args.trials),
         "n_feasible": summary["n_feasible"], "pareto_size": summary["pareto_size"],
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2, default=str) + "\n")
-    return 0
+    return finish(args, figures, default=str)
 
 
 if __name__ == "__main__":

@@ -8,100 +8,88 @@ before and after, in `--referee-passes` passes. Figures per target: the predicti
 check's measurement, the referee's timing as timed and at the table's level, whether it meets
 the target and what share of the target it uses.
 
-    python benchmarks/search_targets.py --targets 20 25 30 35 40 --json out.json
+    python -m benchmarks.search_targets --targets 20 25 30 35 40 --json out.json
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from benchmarks._common import finish, parse, parser, timed
+from benchmarks._latency import at_level, beside_probe, referee_callable
+from nas import api
+from nas.latency import model_for
+from nas.search.run import TargetUnreachableError
+from nas.space import SearchSpace, load_space
 
-from latency_truth import referee_callable  # noqa: E402  (this folder)
-from nas import api  # noqa: E402
-from nas.latency import model_for  # noqa: E402
-from nas.search.run import TargetUnreachableError  # noqa: E402
-from nas.space import load_space  # noqa: E402
-from proxies.latency.reference import level_factor  # noqa: E402
+QUICK = {"targets": [25.0], "trials": 10, "threads": 1, "referee_passes": 2, "referee_seconds": 0.05}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="search_spaces/sandglass.yaml")
-    parser.add_argument("--targets", type=float, nargs="+", default=[20, 25, 30, 35, 40], help="targets in ms")
-    parser.add_argument("--trials", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--referee-passes", type=int, default=5)
-    parser.add_argument("--referee-seconds", type=float, default=0.5)
-    parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args()
+def one_target(args: argparse.Namespace, space: SearchSpace, target: float, folder: Path) -> dict[str, Any] | None:
+    """One search at `target` ms on the shared cache and its winner timed by the referee; None (after
+    saying why) when no architecture can meet the target."""
+    model = model_for("torch", args.threads)
+    try:
+        seconds, result = timed(api.search, args.space, f"{target}ms", n_trials=args.trials, seed=args.seed,
+                                run_dir=folder / f"run-{target:g}ms", latency=model)
+    except TargetUnreachableError as exc:
+        print(f"target {target:g} ms: {exc}", flush=True)
+        return None
+    minutes = seconds / 60
+    best, summary = result.summary["best"], result.summary
+    referee = referee_callable("torch", space, result.best_arch, folder, f"winner{target:g}", args.threads,
+                               args.referee_seconds)
+    level = model.table.reference.ms
+    timings, beside = zip(*(beside_probe(model, referee) for _ in range(args.referee_passes)))
+    raw = float(np.median(timings))
+    level_ms = at_level(level, timings, beside)
+    row = {"target_ms": target, "search_minutes": minutes, "trial": best["number"],
+           "speed_at_start": summary.get("machine_speed_at_start"), "check_level_ms": best.get("measured_level_ms"),
+           "predicted_ms": best["predicted_latency_ms"], "margin": summary.get("latency_margin"),
+           "check_ms": best.get("measured_latency_ms"), "check_raw_ms": best.get("measured_raw_ms"),
+           "check_meets": best.get("meets_target"), "winner_note": summary.get("winner_note"),
+           "referee_ms": raw, "referee_level_ms": level_ms,
+           "speed_during_referee": float(np.median(beside)) / level,
+           "error_vs_referee_level": best["predicted_latency_ms"] / level_ms - 1,
+           "error_vs_referee_raw": best["predicted_latency_ms"] / raw - 1,
+           "used_level": level_ms / target, "used_raw": raw / target,
+           "entries": len(model.table), "correction": model.table.correction.to_dict()
+           if model.table.correction else None}
+    print(f"target {target:g} ms: trial {row['trial']} predicted {row['predicted_ms']:.2f} ms (machine "
+          f"{row['speed_at_start']:.2f}x the level), check {row['check_ms']:.2f} ms "
+          f"({'meets' if row['check_meets'] else 'MISSES'}); referee {raw:.2f} ms as timed "
+          f"({row['error_vs_referee_raw']:+.1%} off the prediction, uses {row['used_raw']:.0%} of the target; "
+          f"machine {row['speed_during_referee']:.2f}x the level), {level_ms:.2f} ms at the level; "
+          f"search {minutes:.1f} min", flush=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__, threads=2)
+    p.add_argument("--targets", type=float, nargs="+", default=[20, 25, 30, 35, 40], help="targets in ms")
+    p.add_argument("--trials", type=int, default=200)
+    p.add_argument("--referee-passes", type=int, default=5)
+    p.add_argument("--referee-seconds", type=float, default=0.5)
+    args = parse(p, QUICK, argv)
     torch.set_num_threads(args.threads)
 
     folder = Path(tempfile.mkdtemp(prefix="nas-targets-"))
     os.environ["NAS_LUT_DIR"] = str(folder / "cache")
     space = load_space(args.space)
-    rows = []
-    for target in args.targets:
-        model = model_for("torch", args.threads)
-        start = time.perf_counter()
-        try:
-            result = api.search(args.space, f"{target}ms", n_trials=args.trials, seed=args.seed,
-                                run_dir=folder / f"run-{target:g}ms", latency=model)
-        except TargetUnreachableError as exc:
-            print(f"target {target:g} ms: {exc}", flush=True)
-            continue
-        minutes = (time.perf_counter() - start) / 60
-        best, summary = result.summary["best"], result.summary
-        arch = result.best_arch
-        referee = referee_callable("torch", space, arch, folder, f"winner{target:g}", args.threads,
-                                   args.referee_seconds)
-        level = model.table.reference.ms
-        timings, beside = [], []
-        for _ in range(args.referee_passes):
-            before = model.probe_ms()
-            timings.append(referee())
-            beside.append((before * model.probe_ms()) ** 0.5)
-        raw = float(np.median(timings))
-        at_level = float(np.median([t * level_factor(level, b) for t, b in zip(timings, beside)]))
-        row = {"target_ms": target, "search_minutes": minutes, "trial": best["number"],
-               "speed_at_start": summary.get("machine_speed_at_start"), "check_level_ms": best.get("measured_level_ms"),
-               "predicted_ms": best["predicted_latency_ms"], "margin": summary.get("latency_margin"),
-               "check_ms": best.get("measured_latency_ms"), "check_raw_ms": best.get("measured_raw_ms"),
-               "check_meets": best.get("meets_target"), "winner_note": summary.get("winner_note"),
-               "referee_ms": raw, "referee_level_ms": at_level,
-               "speed_during_referee": float(np.median(beside)) / level,
-               "error_vs_referee_level": best["predicted_latency_ms"] / at_level - 1,
-               "error_vs_referee_raw": best["predicted_latency_ms"] / raw - 1,
-               "used_level": at_level / target, "used_raw": raw / target,
-               "entries": len(model.table), "correction": model.table.correction.to_dict()
-               if model.table.correction else None}
-        rows.append(row)
-        print(f"target {target:g} ms: trial {row['trial']} predicted {row['predicted_ms']:.2f} ms (machine "
-              f"{row['speed_at_start']:.2f}x the level), check {row['check_ms']:.2f} ms "
-              f"({'meets' if row['check_meets'] else 'MISSES'}); referee {raw:.2f} ms as timed "
-              f"({row['error_vs_referee_raw']:+.1%} off the prediction, uses {row['used_raw']:.0%} of the target; "
-              f"machine {row['speed_during_referee']:.2f}x the level), {at_level:.2f} ms at the level; "
-              f"search {minutes:.1f} min", flush=True)
+    rows = [row for target in args.targets if (row := one_target(args, space, target, folder)) is not None]
     if rows:
         print(f"{sum(r['used_raw'] <= 1 for r in rows)}/{len(rows)} winners meet their target in the referee's plain "
               f"timing, using {min(r['used_raw'] for r in rows):.0%}-{max(r['used_raw'] for r in rows):.0%} of it; "
               f"{sum(abs(r['error_vs_referee_raw']) <= 0.10 for r in rows)}/{len(rows)} within 10% of their prediction")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"space": args.space, "trials": args.trials, "rows": rows}, indent=2)
-                                   + "\n")
-        print(f"wrote {args.json}")
-    return 0
+    return finish(args, {"space": args.space, "trials": args.trials, "rows": rows})
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Latency pieces several benchmarks share: the referee, timings read beside the probe, and tables.
+
+The referee is not our harness: a network exported as the user ships it (`nas export`: a
+standalone .py, a TorchScript file or an ONNX file), timed alone, warm and back to back, with a
+standard tool (`torch.utils.benchmark.Timer.blocked_autorange`, or a plain `InferenceSession.run`
+loop for ONNX Runtime with its default session options but the thread count).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from nas import api
+from nas.latency import LatencyModel
+from nas.space import SearchSpace, load_space, plan, unique_units
+from proxies.latency import Entry, LatencyTable, current_profile
+from proxies.latency.reference import level_factor
+
+
+# ---- the referee ----------------------------------------------------------------------------------
+def _import_file(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _timer_ms(model: Any, x: torch.Tensor, threads: int, min_run_time: float) -> float:
+    import torch.utils.benchmark as benchmark
+
+    timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
+    with torch.inference_mode():
+        model(x)
+        return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def _plain_loop(session: Any, feed: Mapping[str, Any], min_run_time: float) -> Callable[[], float]:
+    def run() -> float:
+        for _ in range(5):
+            session.run(None, feed)
+        times, spent = [], 0.0
+        while spent < min_run_time or len(times) < 10:
+            start = time.perf_counter()
+            session.run(None, feed)
+            times.append(time.perf_counter() - start)
+            spent += times[-1]
+        return statistics.median(times) * 1e3
+    return run
+
+
+def referee_callable(backend: str, space: SearchSpace, arch: Mapping[str, Any], folder: Path, name: str,
+                     threads: int, min_run_time: float) -> Callable[[], float]:
+    """A function timing the exported network of `arch` with a standard tool, in ms per call."""
+    from nas.export import export_onnx, export_python, export_torchscript
+
+    shape = plan(space, arch).input_shape
+    x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
+    if backend == "torch":
+        model = _import_file(export_python(space, arch, folder / f"{name}.py")).build_model().eval()
+        return lambda: _timer_ms(model, x, threads, min_run_time)
+    if backend == "torchscript":
+        model = torch.jit.freeze(torch.jit.load(str(export_torchscript(space, arch, folder / f"{name}.pt"))).eval())
+        return lambda: _timer_ms(model, x, threads, min_run_time)
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(export_onnx(space, arch, folder / f"{name}.onnx")), options,
+                                       providers=["CPUExecutionProvider"])
+        return _plain_loop(session, {session.get_inputs()[0].name: x.numpy()}, min_run_time)
+    raise SystemExit(f"no referee for backend {backend!r}")
+
+
+# ---- timings beside the probe ---------------------------------------------------------------------
+def beside_probe(model: LatencyModel, fn: Callable[[], float]) -> tuple[float, float]:
+    """`fn()`'s timing and the probe's reading beside it (geometric mean of one right before and one
+    right after), so the timing can be put at the table's level like our own figures."""
+    before = model.probe_ms()
+    timing = fn()
+    return timing, (before * model.probe_ms()) ** 0.5
+
+
+def at_level(level_ms: float, timings: Sequence[float], readings: Sequence[float]) -> float:
+    """The median of `timings`, each rescaled by the probe reading beside it to the table's level
+    exactly as our own figures are (`level_factor`)."""
+    return float(np.median([t * level_factor(level_ms, r) for t, r in zip(timings, readings)]))
+
+
+# ---- tables ---------------------------------------------------------------------------------------
+def made_up_table(space_file: str, threads: int = 1, path: Path | None = None) -> LatencyTable:
+    """Every unit of the space with an arbitrary entry: enough to time lookups or run a search's
+    whole path, useless for latency."""
+    rng = random.Random(0)
+    profile = current_profile("torch", threads=threads, batch_size=1)
+    entries = {text: Entry(ms=rng.uniform(0.01, 2.0), spread_ms=0.0, runs=1, rounds=1)
+               for text in unique_units(load_space(space_file))}
+    return LatencyTable(profile, entries, path=path)
+
+
+def lookup_model(p: argparse.ArgumentParser, args: argparse.Namespace, space: SearchSpace) -> LatencyModel | None:
+    """The table of --lut, never measured into; under --quick without --lut a made-up one covering the
+    space. None (after saying why) when the table lacks units of the space."""
+    if not args.lut and not args.quick:
+        p.error("the following arguments are required: --lut")
+    lut = args.lut
+    if not lut:
+        lut = Path(tempfile.mkdtemp(prefix="nas-bench-lut-")) / "made-up.json"
+        made_up_table(args.space, args.threads, lut).save()
+    latency = api.latency_model("torch", args.threads, 1, lut, measure_missing=False)
+    missing = latency.missing(space, list(unique_units(space).values()))
+    if missing:
+        print(f"{lut}: {len(missing)} units of {args.space} have no entry; build the table first", file=sys.stderr)
+        return None
+    return latency
