@@ -1,10 +1,16 @@
 """Operators: small static modules built from a resolved `BlockConfig`, registered by name.
 
-Importing this package registers every built-in operator. The infrastructure
-lives in private modules (`_fields`, `_config`, `_base`, `_layers`,
-`_registry`, `_standalone`); use the names exported here.
+Importing this package registers every built-in operator: each public
+(non-underscore) module of the package is imported, in sorted order so that
+registration (and any field an operator file declares) happens in the same
+order on every run. A new operator is one new file here, with no import line
+to add. The infrastructure lives in private modules (`_fields`, `_config`,
+`_base`, `_layers`, `_registry`, `_standalone`); use the names exported here.
 """
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from nas.ops._base import Example, Op, conv_out_size, deferred_init
 from nas.ops._config import BlockConfig, BlockKey, NormSpec
@@ -14,8 +20,16 @@ from nas.ops._fields import (ACTIVATIONS, KERNELS, POOLS, SE_GATES, Field, all_f
                              number_problem, odd_size, one_of, one_of_problem)
 from nas.ops._layers import init_weights
 from nas.ops._registry import get_op, op_names, register, unregister
-from nas.ops import heads, mobilenet, sandglass, shuffle  # noqa: E402,F401  (registration)
-from nas.ops._standalone import compile_standalone, standalone_names, standalone_pieces  # noqa: E402
+from nas.ops._standalone import compile_standalone, standalone_names, standalone_pieces
+
+
+def _operator_modules() -> tuple[str, ...]:
+    """Names of the package's public modules: the operator files, each registering its ops on import."""
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
+
+
+for _name in _operator_modules():
+    importlib.import_module(f"{__name__}.{_name}")  # registration; binds nas.ops.<name> as before
 
 __all__ = [
     "ACTIVATIONS", "KERNELS", "POOLS", "SE_GATES", "BlockConfig", "BlockKey", "Example", "Field", "NormSpec", "Op",
