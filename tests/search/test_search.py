@@ -14,7 +14,7 @@ from nas.cli import main
 from nas.search import SAMPLERS, SearchSettings, make_sampler, parse_latency
 from nas.search.results import hypervolume, pareto_mask
 from nas.search.samplers import CategoricalQMCSampler
-from nas.search.storage import add_trials_bulk
+from nas.search.storage import add_trials_bulk, open_storage
 from nas.space import decisions, load_space
 from proxies.latency import current_profile
 from search_helpers import COSTS, TINY_SPACE, synthetic_model, synthetic_table
@@ -141,9 +141,10 @@ def test_pareto_mask_and_hypervolume() -> None:
 def test_bulk_writes_read_back_exactly(tiny, tmp_path) -> None:
     memory = _search(tiny, tmp_path / "mem", sampler="random", storage="sqlite:///" + str(tmp_path / "a.db"),
                      n_trials=12).outcome.study
-    copy = optuna.create_study(storage="sqlite:///" + str(tmp_path / "b.db"), directions=["maximize", "minimize"])
-    add_trials_bulk(copy, memory.get_trials()[:5])
-    add_trials_bulk(copy, memory.get_trials()[5:])
+    storage = open_storage("sqlite:///" + str(tmp_path / "b.db"))
+    copy = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    add_trials_bulk(storage, copy.study_name, memory.get_trials()[:5])
+    add_trials_bulk(storage, copy.study_name, memory.get_trials()[5:])
     for a, b in zip(memory.get_trials(), optuna.load_study(study_name=copy.study_name,
                                                            storage="sqlite:///" + str(tmp_path / "b.db")).get_trials()):
         assert (a.number, a.state, a.params, a.distributions, a.values, a.user_attrs, a.system_attrs,
