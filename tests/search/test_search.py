@@ -255,7 +255,7 @@ def test_run_folder_files_and_columns(tiny, tmp_path) -> None:
 
 
 def test_winner_falls_back_when_measured_latency_misses() -> None:
-    from nas.report import choose_winner
+    from nas.search.verify import choose_winner
     front = pd.DataFrame({"number": [4, 7, 8, 9], "arch": ["a", "b", "c", "d"], "macs": [1, 2, 3, 4],
                           "params": [1, 1, 1, 1], "objective": [1.0, 2.0, 3.0, 4.0],
                           "predicted_latency_ms": [5.0, 8.0, 9.0, 9.5]})
@@ -273,7 +273,7 @@ def test_winner_falls_back_when_measured_latency_misses() -> None:
     winner, attempts = choose_winner(front, 5.0, measure)
     assert winner is None and [a["meets_target"] for a in attempts] == [False] * 4
     # A long front: the best MAX_WINNER_TRIES - 1 by objective and the fastest point are measured.
-    from nas.report import MAX_WINNER_TRIES
+    from nas.search.verify import MAX_WINNER_TRIES
     long = pd.DataFrame({"number": range(20), "arch": ["a"] * 20, "macs": range(20), "params": [1] * 20,
                          "objective": [float(i) for i in range(20)], "predicted_latency_ms": [i / 2 for i in range(20)]})
     calls.clear()
