@@ -437,3 +437,23 @@ def test_a_table_without_a_correction_gets_one_fitted_before_the_search(tiny, tm
     assert fitted == [(8, 2)] and search.margin == pytest.approx(1.645 * 0.03)
     api.prepare_search(tiny, api.SearchSettings(target_ms=TARGET, run_dir=tmp_path / "again", fit=8), model, COSTS)
     assert len(fitted) == 1  # the table keeps its correction: fitted once
+
+
+# ---- the registries ----------------------------------------------------------------------------------
+def test_registering_a_sampler_twice_is_an_error() -> None:
+    from nas.search.samplers import register_sampler, sampler_help
+
+    with pytest.raises(ValueError) as info:
+        register_sampler("tpe", "again", lambda seed, n_objectives, n_trials: optuna.samplers.RandomSampler(seed))
+    assert str(info.value) == "sampler 'tpe' is already registered"
+    assert sampler_help() == ("tpe, nsga2, nsga3, gp, random, qmc, auto (default auto: multivariate TPE up to 1000 "
+                              "trials, NSGA-II for longer two-objective runs)")
+
+
+def test_a_registered_sampler_is_a_search_choice(tiny, tmp_path, monkeypatch) -> None:
+    from nas.search import samplers
+
+    monkeypatch.setitem(samplers.SAMPLERS, "plain", samplers.SamplerEntry(
+        "plain", "random, by another name", lambda seed, n_objectives, n_trials: optuna.samplers.RandomSampler(seed)))
+    result = _search(tiny, tmp_path / "run", sampler="plain", n_trials=5)
+    assert len(result.trials) == 5 and result.summary["sampler"] == "plain"
