@@ -24,8 +24,11 @@ from nas.latency import build_table as _build_table
 from nas.latency import model_for as latency_model
 from nas.latency.build import Bars, Say
 from nas.report import RunInfo, write_report
+from nas.search.loop import Progress
 from nas.search.results import pareto_frame, trials_frame
-from nas.search.run import Progress, Search, SearchOutcome, SearchSettings
+from nas.search.run import Search, SearchOutcome
+from nas.search.samplers import sampler_label
+from nas.search.settings import SearchSettings
 from nas.search.storage import open_storage
 from nas.search.target import parse_latency
 from nas.space import SearchSpace, load_space
@@ -81,22 +84,14 @@ def prepare_search(space: SearchSpace | str | os.PathLike, settings: SearchSetti
     return search
 
 
-def _sampler_label(search: Search) -> str:
-    from nas.search.samplers import auto_choice
-
-    name = search.settings.sampler
-    if name != "auto":
-        return name
-    return f"auto ({auto_choice(len(search.spec.directions), search.settings.n_trials)})"
-
-
 def run_search(search: Search, *, progress: Progress | None = None, measure: bool = True,
                table_path: str | None = None) -> SearchResult:
     """Run the loop, then write the run folder (also after Ctrl-C, with the trials completed so far)."""
     profile = search.latency.profile
+    sampler = sampler_label(search.settings.sampler, len(search.spec.directions), search.settings.n_trials)
     info = RunInfo(space=str(search.space.file), storage=search.storage_url, study_name=search.study_name,
                    target_ms=search.spec.target_ms, objective=search.spec.objective, mode=search.spec.mode,
-                   sampler=_sampler_label(search), seed=search.settings.seed, backend=profile.backend,
+                   sampler=sampler, seed=search.settings.seed, backend=profile.backend,
                    threads=profile.threads, batch_size=profile.batch_size,
                    table=table_path or (str(search.latency.table.path) if search.latency.table.path else None))
     search.run_dir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from nas.cli._common import add_profile_options, latency_model
 from nas.search.objectives import objective_names
-from nas.search.samplers import SAMPLERS
+from nas.search.samplers import sampler_help
 
 
 class BarProgress:
@@ -166,8 +166,7 @@ def register(groups: Any) -> None:
     p.add_argument("--epochs", type=int, help="--objective trained: epochs per candidate")
     p.add_argument("--single-objective", action="store_true",
                    help="maximise the objective alone under the constraint (default: an objective/latency front)")
-    p.add_argument("--sampler", default="auto", help=f"{', '.join(SAMPLERS)} (default auto: multivariate TPE up to "
-                   f"1000 trials, NSGA-II for longer two-objective runs)")
+    p.add_argument("--sampler", default="auto", help=sampler_help())
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--n-trials", type=int, default=300, help="trials to add in this run (default 300)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop adding trials after this long")

@@ -3,7 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from nas.space import SearchSpace, decisions
+from nas.search.target import TargetError, format_latency
+from nas.space import SearchSpace, decisions, encode
+
+
+class TargetUnreachableError(TargetError):
+    """No architecture the table could find meets the target."""
 
 
 def _cheap_first(choice: Any) -> tuple:
@@ -46,3 +51,18 @@ def fastest_arch(space: SearchSpace, latency_ms: Callable[[dict[str, Any]], floa
         if not improved:
             break
     return arch, best
+
+
+def require_reachable(space: SearchSpace, latency_ms: Callable[[dict[str, Any]], float], target_ms: float,
+                      margin: float, profile_id: str) -> tuple[dict[str, Any], float]:
+    """The architecture `fastest_arch` finds within `target_ms / (1 + margin)`, or TargetUnreachableError
+    naming the fastest found, so that a search never starts on a target nothing in the space meets."""
+    budget = target_ms / (1 + margin)
+    arch, ms = fastest_arch(space, latency_ms, budget)
+    if ms > budget:
+        with_margin = f" with a {margin:.1%} latency margin" if margin else ""
+        hint = "; lower --latency-margin or raise the target" if margin else ""
+        raise TargetUnreachableError(
+            f"no architecture in {space.file} meets {format_latency(target_ms)} on {profile_id}{with_margin}: "
+            f"the smallest predicted is {ms:.2f} ms ({encode(space, arch)}){hint}")
+    return arch, ms

@@ -1,83 +1,65 @@
-"""What the search maximises besides speed: an accuracy stand-in named by `--objective`.
+"""What the search maximises besides speed: the `--objective` names, registered in one table.
 
-`macs` and `params` are the crude stand-ins (bigger is usually more accurate);
-an objective is a plain function of the space, the architecture and the
-metrics every trial computes anyway, so new ones register in one line.
+`macs` and `params` are the crude stand-ins (bigger is usually more accurate),
+read from the metrics every trial computes anyway; every zero-cost proxy of
+`proxies.zero_cost` is a name too, `proxy` is the default proxy, `trained`
+trains each candidate, and proxies joined by '+' form a z-scored ensemble.
+A new objective is one `register_objective` line.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from nas.errors import NasError
+from nas.search.objective_registry import (OBJECTIVES, Metrics, ObjectiveError, ObjectiveOptions, Scorer,
+                                           register_objective)
+from nas.search.proxy_objectives import DEFAULT_PROXY, ProxyObjective, proxy_factory
+from nas.search.trained import make_trained
 from nas.space import SearchSpace
+from proxies.zero_cost import PROXIES
 
-
-@dataclass(frozen=True)
-class Metrics:
-    """What every trial records: cached fvcore counts and the table's predicted latency."""
-
-    macs: int
-    params: int
-    latency_ms: float
+__all__ = ["DEFAULT_PROXY", "OBJECTIVES", "Metrics", "Objective", "ObjectiveError", "Scorer", "get_objective",
+           "objective_names", "register_objective"]
 
 
 @dataclass(frozen=True)
 class Objective:
+    """An objective that is a plain function of the space, the architecture and the trial's metrics."""
+
     name: str
     help: str
     score: Callable[[SearchSpace, Mapping[str, Any], Metrics], float]
 
 
-class ObjectiveError(NasError, ValueError):
-    """An unknown objective name."""
+def _register_counted(objective: Objective) -> None:
+    # Read from the trial's cached counts; in an ensemble the zero-cost proxy of the same name stands in.
+    register_objective(objective.name, objective.help, lambda options: objective, proxy=objective.name)
 
 
-OBJECTIVES: dict[str, Objective] = {}
-
-# The zero-cost proxy `--objective proxy` stands for: the one that ranked trained accuracy best in
-# benchmarks/proxy_correlation.py (see the README's table).
-DEFAULT_PROXY = "naswot"
-
-
-def register(objective: Objective) -> Objective:
-    if objective.name in OBJECTIVES:
-        raise ValueError(f"objective {objective.name!r} is already registered")
-    OBJECTIVES[objective.name] = objective
-    return objective
-
-
-register(Objective("macs", "multiply-accumulates of conv and linear layers (fvcore), more is better",
-                   lambda space, arch, m: float(m.macs)))
-register(Objective("params", "parameter count, more is better", lambda space, arch, m: float(m.params)))
+_register_counted(Objective("macs", "multiply-accumulates of conv and linear layers (fvcore), more is better",
+                            lambda space, arch, m: float(m.macs)))
+_register_counted(Objective("params", "parameter count, more is better", lambda space, arch, m: float(m.params)))
+for _name in PROXIES:
+    if _name not in OBJECTIVES:
+        register_objective(_name, f"zero-cost proxy {_name}, higher is better", proxy_factory([_name]), proxy=_name)
+register_objective("proxy", f"the default zero-cost proxy ({DEFAULT_PROXY})", proxy_factory([DEFAULT_PROXY]))
+register_objective("trained", "held-out top-1 after training (needs --data and --epochs)", make_trained)
 
 
 def objective_names() -> list[str]:
-    """Every name `--objective` takes: the cheap stand-ins and the zero-cost proxies."""
-    from proxies.zero_cost import PROXIES
-
-    return sorted(set(OBJECTIVES) | set(PROXIES) | {"proxy", "trained"})
+    """Every name `--objective` takes."""
+    return sorted(OBJECTIVES)
 
 
-def get_objective(name: str, *, seed: int = 0, data: str | None = None, epochs: int | None = None) -> Any:
-    """`macs`, `params`, a zero-cost proxy (`zen`), an ensemble of proxies (`zen+naswot`), or `trained`
-    (needs `data` and `epochs`)."""
+def get_objective(name: str, *, seed: int = 0, data: str | None = None, epochs: int | None = None) -> Scorer:
+    """A registered objective (`macs`, `zen`, `trained`, ...; `trained` needs `data` and `epochs`), or an
+    ensemble of registered proxies joined by '+' (`zen+naswot`)."""
+    options = ObjectiveOptions(seed=seed, data=data, epochs=epochs)
     if name in OBJECTIVES:
-        return OBJECTIVES[name]
-    if name == "proxy":
-        name = DEFAULT_PROXY
-    if name == "trained":
-        if data is None or not epochs or epochs < 1:
-            raise ObjectiveError("--objective trained needs --data digits|DIR and --epochs N (N >= 1)")
-        from nas.search.proxy_objectives import TrainedObjective
-
-        return TrainedObjective(str(data), int(epochs), seed=seed)
-    from proxies.zero_cost import PROXIES
-
+        return OBJECTIVES[name].make(options)
     parts = name.split("+")
-    if name and all(p in PROXIES for p in parts) and len(set(parts)) == len(parts):
-        from nas.search.proxy_objectives import ProxyObjective
-
-        return ProxyObjective(parts, seed=seed)
+    proxies = [OBJECTIVES[p].proxy if p in OBJECTIVES else None for p in parts]
+    if len(parts) > 1 and all(proxies) and len(set(parts)) == len(parts):
+        return ProxyObjective([str(p) for p in proxies], seed=seed)
     raise ObjectiveError(f"--objective: unknown objective {name!r}; choose one of {', '.join(objective_names())}, "
                          f"or proxies joined by '+' (e.g. zen+naswot)")

@@ -1,8 +1,4 @@
-"""Accuracy estimates that need the built network: zero-cost proxies, their ensembles, trained accuracy.
-
-`--objective trained --data digits --epochs 3` trains every candidate from
-scratch (`nas.train`) and takes its held-out top-1: slow, but the truth the
-proxies are judged by, for users with the time or a GPU.
+"""Accuracy estimates from the built, untrained network: zero-cost proxies and their ensembles.
 
 `--objective zen` scores each candidate with one proxy; `--objective
 zen+naswot` averages proxies after putting them on one scale: each is
@@ -14,16 +10,19 @@ values per architecture, so a repeated candidate is not scored twice.
 from __future__ import annotations
 
 import statistics
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
 from nas.builder import build
-from nas.search.objectives import Metrics
+from nas.search.objective_registry import Metrics, ObjectiveOptions
 from nas.space import SearchSpace, plan, sample
 
 PROXY_BATCH = 8  # inputs per proxy evaluation in the search: enough for naswot's kernel, cheap at 224 px
 CALIBRATION = 12  # random architectures that fix each proxy's scale in an ensemble
+# The zero-cost proxy `--objective proxy` stands for: the one that ranked trained accuracy best in
+# benchmarks/proxy_correlation.py (see the README's table).
+DEFAULT_PROXY = "naswot"
 
 
 def seeded_model(space: SearchSpace, arch: Mapping[str, Any], seed: int) -> torch.nn.Module:
@@ -71,15 +70,6 @@ class ProxyObjective:
         return sum((values[n] - scales[n][0]) / scales[n][1] for n in self.names) / len(self.names)
 
 
-class TrainedObjective:
-    """Held-out top-1 after a short training from scratch (`nas.train.trained_accuracy`)."""
-
-    def __init__(self, data: str, epochs: int, *, seed: int = 0) -> None:
-        self.data, self.epochs, self.seed = data, epochs, seed
-        self.name = f"trained({data},{epochs}ep)"
-        self.help = "held-out top-1 after training, higher is better"
-
-    def score(self, space: SearchSpace, arch: Mapping[str, Any], metrics: Metrics) -> float:
-        from nas.train import trained_accuracy
-
-        return trained_accuracy(space, arch, self.data, self.epochs, seed=self.seed)
+def proxy_factory(names: list[str]) -> Callable[[ObjectiveOptions], ProxyObjective]:
+    """The registry's factory for one proxy or an ensemble of several."""
+    return lambda options: ProxyObjective(list(names), seed=options.seed)

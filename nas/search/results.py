@@ -1,7 +1,7 @@
 """A study's trials as tables: one row per trial, and the feasible Pareto front (compute, not draw)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import optuna
@@ -29,6 +29,11 @@ def trials_frame(study: optuna.Study | Sequence[optuna.trial.FrozenTrial], space
         rows.append(row)
     frame = pd.DataFrame(rows, columns=["number", "state", *names, *METRIC_COLUMNS, "arch"])
     return frame.sort_values("number", kind="stable").reset_index(drop=True)
+
+
+def arch_of(trial: optuna.trial.FrozenTrial, space: SearchSpace) -> dict[str, Any]:
+    """The architecture a trial sampled: its value for every decision of the space."""
+    return {d.name: trial.params[d.name] for d in decisions(space)}
 
 
 def pareto_mask(objective: np.ndarray, latency: np.ndarray) -> np.ndarray:

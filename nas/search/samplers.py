@@ -1,4 +1,4 @@
-"""`--sampler` names mapped to Optuna samplers, all seeded.
+"""`--sampler` names: a registry of seeded Optuna sampler factories.
 
 Every decision is an Optuna categorical under its flat name. Optuna's
 `QMCSampler` samples numerical parameters only (it hands categoricals to its
@@ -10,21 +10,67 @@ resumed study continues the sequence.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import NasError
 
-SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "qmc", "auto")
+# A sampler factory takes the seed, the number of objectives and the trials planned (None: open-ended).
+SamplerMaker = Callable[[int | None, int, int | None], BaseSampler]
+
+
+@dataclass(frozen=True)
+class SamplerEntry:
+    """One `--sampler` name: a line of help and the factory that builds it."""
+
+    name: str
+    help: str
+    make: SamplerMaker
+
+
+# Name -> entry, in the order `--sampler` lists them; `register_sampler` adds to it.
+SAMPLERS: dict[str, SamplerEntry] = {}
 
 
 class SamplerError(NasError, ValueError):
     """An unknown sampler name."""
+
+
+def register_sampler(name: str, help: str, make: SamplerMaker) -> SamplerEntry:
+    """Add a `--sampler` name; registering a name twice is an error."""
+    if name in SAMPLERS:
+        raise ValueError(f"sampler {name!r} is already registered")
+    SAMPLERS[name] = SamplerEntry(name, help, make)
+    return SAMPLERS[name]
+
+
+def make_sampler(name: str, seed: int | None, n_objectives: int, n_trials: int | None = None) -> BaseSampler:
+    """The Optuna sampler for a `--sampler` name. Constraints reach it through `trial.set_constraint`."""
+    entry = SAMPLERS.get(name)
+    if entry is None:
+        raise SamplerError(f"--sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    with warnings.catch_warnings():  # NSGA-III is "experimental" in Optuna: a fact for the README, not each run
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return entry.make(seed, n_objectives, n_trials)
+
+
+def sampler_help() -> str:
+    """The `--sampler` help line: every registered name, and what `auto` picks."""
+    return f"{', '.join(SAMPLERS)} (default auto: {SAMPLERS['auto'].help})"
+
+
+def sampler_label(name: str, n_objectives: int, n_trials: int | None) -> str:
+    """The name a report shows: `auto` says what it picked, e.g. `auto (tpe)`."""
+    return name if name != "auto" else f"auto ({auto_choice(n_objectives, n_trials)})"
+
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class CategoricalQMCSampler(BaseSampler):
@@ -38,9 +84,8 @@ class CategoricalQMCSampler(BaseSampler):
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if self._space is None:
-            done = study._get_trials(deepcopy=False, use_cache=True)
-            for t in done:
-                if t.state.is_finished() and t.distributions:
+            for t in study.get_trials(deepcopy=False, states=_FINISHED):
+                if t.distributions:
                     self._space = {n: d for n, d in sorted(t.distributions.items())
                                    if isinstance(d, CategoricalDistribution)}
                     break
@@ -84,20 +129,14 @@ def auto_choice(n_objectives: int, n_trials: int | None = None) -> str:
     return "nsga2" if n_objectives > 1 else "tpe"
 
 
-def make_sampler(name: str, seed: int | None, n_objectives: int, n_trials: int | None = None) -> BaseSampler:
-    """The Optuna sampler for a `--sampler` name. Constraints reach it through `trial.set_constraint`."""
-    if name == "auto":
-        name = auto_choice(n_objectives, n_trials)
-    makers: dict[str, Callable[[], BaseSampler]] = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=20),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
-        "nsga3": lambda: optuna.samplers.NSGAIIISampler(seed=seed),
-        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "qmc": lambda: CategoricalQMCSampler(seed=seed),
-    }
-    if name not in makers:
-        raise SamplerError(f"--sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-    with warnings.catch_warnings():  # NSGA-III is "experimental" in Optuna: a fact for the README, not each run
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return makers[name]()
+register_sampler("tpe", "multivariate TPE", lambda seed, n_objectives, n_trials: optuna.samplers.TPESampler(
+    seed=seed, multivariate=True, n_startup_trials=20))
+register_sampler("nsga2", "NSGA-II", lambda seed, n_objectives, n_trials: optuna.samplers.NSGAIISampler(seed=seed))
+register_sampler("nsga3", "NSGA-III", lambda seed, n_objectives, n_trials: optuna.samplers.NSGAIIISampler(seed=seed))
+register_sampler("gp", "Gaussian process", lambda seed, n_objectives, n_trials: optuna.samplers.GPSampler(seed=seed))
+register_sampler("random", "random search", lambda seed, n_objectives, n_trials: RandomSampler(seed=seed))
+register_sampler("qmc", "scrambled Sobol' points over the choice lists",
+                 lambda seed, n_objectives, n_trials: CategoricalQMCSampler(seed=seed))
+register_sampler("auto", f"multivariate TPE up to {AUTO_TPE_MAX_TRIALS} trials, NSGA-II for longer two-objective runs",
+                 lambda seed, n_objectives, n_trials: make_sampler(auto_choice(n_objectives, n_trials), seed,
+                                                                   n_objectives, n_trials))

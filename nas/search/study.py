@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 
 from nas.errors import NasError
-from nas.search.storage import StorageError, open_storage
+from nas.search.storage import StorageError
 from nas.space import SearchSpace, decisions, plan
 
 
@@ -50,9 +50,10 @@ def space_fingerprint(space: SearchSpace) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def open_study(spec: StudySpec, storage_url: str, study_name: str) -> optuna.Study:
-    """Create the study, or load it when it exists and was made for the same search."""
-    storage = open_storage(storage_url)
+def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, storage_url: str,
+               study_name: str) -> optuna.Study:
+    """Create the study in `storage` (opened from `storage_url`), or load it when it exists and was made for
+    the same search."""
     try:
         existing = {s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)}
     except Exception as exc:

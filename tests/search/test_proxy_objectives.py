@@ -90,3 +90,21 @@ def test_trained_objective_needs_data_and_epochs() -> None:
     with pytest.raises(ValueError) as info:
         get_objective("trained", epochs=3)
     assert str(info.value) == "--objective trained needs --data digits|DIR and --epochs N (N >= 1)"
+
+
+def test_registering_an_objective_twice_is_an_error() -> None:
+    from nas.search.objectives import register_objective
+
+    with pytest.raises(ValueError) as info:
+        register_objective("zen", "again", lambda options: None)
+    assert str(info.value) == "objective 'zen' is already registered"
+
+
+def test_every_objective_comes_from_the_registry() -> None:
+    from nas.search.objectives import OBJECTIVES, ObjectiveOptions
+    from nas.search.trained import TrainedObjective
+
+    assert get_objective("macs").name == "macs" and get_objective("proxy").names == ["naswot"]
+    assert isinstance(get_objective("trained", data="digits", epochs=2), TrainedObjective)
+    assert OBJECTIVES["macs"].proxy == "macs" and get_objective("macs+zen").names == ["macs", "zen"]
+    assert OBJECTIVES["zen"].make(ObjectiveOptions(seed=4)).seed == 4

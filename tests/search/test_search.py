@@ -14,7 +14,7 @@ from nas.cli import main
 from nas.search import SAMPLERS, SearchSettings, make_sampler, parse_latency
 from nas.search.results import hypervolume, pareto_mask
 from nas.search.samplers import CategoricalQMCSampler
-from nas.search.storage import add_trials_bulk
+from nas.search.storage import add_trials_bulk, open_storage
 from nas.space import decisions, load_space
 from proxies.latency import current_profile
 from search_helpers import COSTS, TINY_SPACE, synthetic_model, synthetic_table
@@ -141,9 +141,10 @@ def test_pareto_mask_and_hypervolume() -> None:
 def test_bulk_writes_read_back_exactly(tiny, tmp_path) -> None:
     memory = _search(tiny, tmp_path / "mem", sampler="random", storage="sqlite:///" + str(tmp_path / "a.db"),
                      n_trials=12).outcome.study
-    copy = optuna.create_study(storage="sqlite:///" + str(tmp_path / "b.db"), directions=["maximize", "minimize"])
-    add_trials_bulk(copy, memory.get_trials()[:5])
-    add_trials_bulk(copy, memory.get_trials()[5:])
+    storage = open_storage("sqlite:///" + str(tmp_path / "b.db"))
+    copy = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    add_trials_bulk(storage, copy.study_name, memory.get_trials()[:5])
+    add_trials_bulk(storage, copy.study_name, memory.get_trials()[5:])
     for a, b in zip(memory.get_trials(), optuna.load_study(study_name=copy.study_name,
                                                            storage="sqlite:///" + str(tmp_path / "b.db")).get_trials()):
         assert (a.number, a.state, a.params, a.distributions, a.values, a.user_attrs, a.system_attrs,
@@ -254,7 +255,7 @@ def test_run_folder_files_and_columns(tiny, tmp_path) -> None:
 
 
 def test_winner_falls_back_when_measured_latency_misses() -> None:
-    from nas.report import choose_winner
+    from nas.search.verify import choose_winner
     front = pd.DataFrame({"number": [4, 7, 8, 9], "arch": ["a", "b", "c", "d"], "macs": [1, 2, 3, 4],
                           "params": [1, 1, 1, 1], "objective": [1.0, 2.0, 3.0, 4.0],
                           "predicted_latency_ms": [5.0, 8.0, 9.0, 9.5]})
@@ -272,7 +273,7 @@ def test_winner_falls_back_when_measured_latency_misses() -> None:
     winner, attempts = choose_winner(front, 5.0, measure)
     assert winner is None and [a["meets_target"] for a in attempts] == [False] * 4
     # A long front: the best MAX_WINNER_TRIES - 1 by objective and the fastest point are measured.
-    from nas.report import MAX_WINNER_TRIES
+    from nas.search.verify import MAX_WINNER_TRIES
     long = pd.DataFrame({"number": range(20), "arch": ["a"] * 20, "macs": range(20), "params": [1] * 20,
                          "objective": [float(i) for i in range(20)], "predicted_latency_ms": [i / 2 for i in range(20)]})
     calls.clear()
@@ -436,3 +437,23 @@ def test_a_table_without_a_correction_gets_one_fitted_before_the_search(tiny, tm
     assert fitted == [(8, 2)] and search.margin == pytest.approx(1.645 * 0.03)
     api.prepare_search(tiny, api.SearchSettings(target_ms=TARGET, run_dir=tmp_path / "again", fit=8), model, COSTS)
     assert len(fitted) == 1  # the table keeps its correction: fitted once
+
+
+# ---- the registries ----------------------------------------------------------------------------------
+def test_registering_a_sampler_twice_is_an_error() -> None:
+    from nas.search.samplers import register_sampler, sampler_help
+
+    with pytest.raises(ValueError) as info:
+        register_sampler("tpe", "again", lambda seed, n_objectives, n_trials: optuna.samplers.RandomSampler(seed))
+    assert str(info.value) == "sampler 'tpe' is already registered"
+    assert sampler_help() == ("tpe, nsga2, nsga3, gp, random, qmc, auto (default auto: multivariate TPE up to 1000 "
+                              "trials, NSGA-II for longer two-objective runs)")
+
+
+def test_a_registered_sampler_is_a_search_choice(tiny, tmp_path, monkeypatch) -> None:
+    from nas.search import samplers
+
+    monkeypatch.setitem(samplers.SAMPLERS, "plain", samplers.SamplerEntry(
+        "plain", "random, by another name", lambda seed, n_objectives, n_trials: optuna.samplers.RandomSampler(seed)))
+    result = _search(tiny, tmp_path / "run", sampler="plain", n_trials=5)
+    assert len(result.trials) == 5 and result.summary["sampler"] == "plain"
