@@ -33,9 +33,10 @@ from nas.search.storage import open_storage
 from nas.search.target import parse_latency
 from nas.space import SearchSpace, load_space
 
-__all__ = ["ArchLatency", "OpsExport", "SearchResult", "SearchSettings", "TableBuild", "TableInfo", "arch_latency",
-           "build_table", "export", "export_ops", "import_results", "latency_model", "load_space", "pareto",
-           "prepare_search", "report", "run_search", "search", "table_info", "trials", "validate_table"]
+__all__ = ["ArchLatency", "ArchStats", "OpsExport", "SearchResult", "SearchSettings", "SpaceInfo", "TableBuild",
+           "TableInfo", "arch_latency", "arch_stats", "build_table", "export", "export_ops", "import_results",
+           "latency_model", "load_space", "pareto", "prepare_search", "report", "run_search", "search", "space_info",
+           "table_info", "train", "trials", "validate_table"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the report say what matters
 
@@ -176,3 +177,91 @@ def build_table(space: SearchSpace | str | os.PathLike, latency: LatencyModel, *
 
     return _build_table(latency, space, fit=fit, refit=refit, passes=passes, say=say, bars=bars,
                         after_fill=warm_counts)
+
+
+# ---- single spaces and architectures (`nas space`, `nas arch`, `nas train`) ----------------------------
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    """What `nas space show` prints: the decisions of a space, its size and its backbone's costs."""
+
+    name: str
+    file: str
+    stages: list[str]
+    decisions: list[dict[str, Any]]  # {"name": flat decision name, "choices": [...]}
+    log10_size: float
+    backbone: dict[str, Any] | None  # {"file", "resolution", "params", "macs", "flops"} of the backbone
+    is_fixed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "file": self.file, "stages": self.stages, "decisions": self.decisions,
+                "log10_size": round(self.log10_size, 4), "backbone": self.backbone}
+
+
+def space_info(path: str | os.PathLike, *, backbone: bool = True) -> SpaceInfo:
+    """Load and validate the space at `path`; with `backbone`, also cost the fixed architecture it names."""
+    from nas.space import decisions, log10_size, project
+
+    space = load_space(path)
+    costs = None
+    if backbone and space.backbone:
+        cost = CostModel().cost(space, project(space, load_space(space.backbone)))
+        costs = {"file": space.backbone, "resolution": cost.resolution, "params": cost.params, "macs": cost.macs,
+                 "flops": cost.flops}
+    return SpaceInfo(name=space.name, file=str(path), stages=[s.name for s in space.stages],
+                     decisions=[{"name": d.name, "choices": list(d.choices)} for d in decisions(space)],
+                     log10_size=log10_size(space), backbone=costs, is_fixed=space.is_fixed)
+
+
+@dataclass(frozen=True)
+class ArchStats:
+    """Costs of one fixed architecture, per unit and in total, and its latency figures when asked for."""
+
+    name: str
+    file: str
+    resolution: int
+    params: int
+    macs: int
+    flops: int
+    flops_by_operator: dict[str, int]
+    blocks: list[dict[str, Any]]  # per unit: stage, index, op, key, input_shape, params, macs, flops
+    latency: ArchLatency | None = None
+
+
+def arch_stats(path: str | os.PathLike, latency: LatencyModel | None = None, *, measure: bool = False) -> ArchStats:
+    """Count the fixed architecture at `path` unit by unit; with a `latency` model, predict it too
+    (measuring missing units into its table) and, with `measure`, time it end to end."""
+    from nas.space import load_fixed
+
+    space = load_fixed(path)
+    cost = CostModel().cost(space)
+    blocks = [{"stage": u.unit.stage, "index": u.unit.index, "op": u.unit.key.config.op, "key": u.unit.text,
+               "input_shape": list(u.unit.key.input_shape), "params": u.counts.params, "macs": u.counts.macs,
+               "flops": u.counts.flops} for u in cost.units]
+    stats = arch_latency(latency, space, measure=measure) if latency is not None else None
+    return ArchStats(name=space.name, file=str(path), resolution=cost.resolution, params=cost.params,
+                     macs=cost.macs, flops=cost.flops, flops_by_operator=cost.by_operator(), blocks=blocks,
+                     latency=stats)
+
+
+def train(arch: SearchSpace | str | os.PathLike, data: str | os.PathLike = "digits", epochs: int = 3, *,
+          threads: int | None = None, weights_out: str | os.PathLike | None = None, **options: Any) -> Any:
+    """Train a fixed architecture from scratch (see `nas.train.train` for `options`) with `threads` torch
+    threads (restored afterwards), and save its trained weights to `weights_out` when given."""
+    import torch
+
+    from nas.export import save_weights
+    from nas.space import load_fixed
+    from nas.train import train as train_
+
+    space = arch if isinstance(arch, SearchSpace) else load_fixed(arch)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        result = train_(space, None, data, epochs, **options)
+    finally:
+        torch.set_num_threads(before)
+    if weights_out is not None:
+        save_weights(result.model, weights_out)
+    return result

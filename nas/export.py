@@ -308,7 +308,7 @@ def load_weights(model: nn.Module, weights: Weights, *, what: str = "the archite
 
 def save_weights(model: nn.Module, path: PathLike) -> Path:
     """Write `model`'s state_dict (CPU tensors only) atomically; it loads with torch.load(weights_only=True)."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return write_bytes_atomic(path, buffer.getvalue())

@@ -9,57 +9,58 @@ from nas.cli._common import add_profile_options, latency_model
 
 
 def _arch_stats(args: argparse.Namespace) -> int:
-    from nas.cost import CostModel
-    from nas.space import load_fixed
-    space = load_fixed(args.file)
-    cost = CostModel().cost(space)
-    blocks = [{
-        "stage": u.unit.stage, "index": u.unit.index, "op": u.unit.key.config.op, "key": u.unit.text,
-        "input_shape": list(u.unit.key.input_shape),
-        "params": u.counts.params, "macs": u.counts.macs, "flops": u.counts.flops,
-    } for u in cost.units]
-    info = {"name": space.name, "file": args.file, "resolution": cost.resolution, "params": cost.params,
-            "macs": cost.macs, "flops": cost.flops, "flops_by_operator": cost.by_operator(), "blocks": blocks}
-    if not args.no_latency:
-        info.update(_latency_stats(args, space, blocks))
+    from nas import api
+
+    stats = api.arch_stats(args.file, None if args.no_latency else latency_model(args), measure=args.measure)
+    info = {"name": stats.name, "file": args.file, "resolution": stats.resolution, "params": stats.params,
+            "macs": stats.macs, "flops": stats.flops, "flops_by_operator": stats.flops_by_operator,
+            "blocks": stats.blocks}
+    if stats.latency is not None:
+        info.update(_latency_fields(stats.latency, stats.blocks, args.measure))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{space.name}: {cost.params:,} params, {cost.macs:,} MACs (conv+linear), "
-          f"{cost.flops:,} fvcore flops (all ops) at {cost.resolution}x{cost.resolution}")
-    if "predicted_latency_ms" in info:
-        low, high = info["predicted_interval_ms"]
-        print(f"latency on {info['latency_profile']}: predicted {info['predicted_latency_ms']:.2f} ms "
-              f"(90% interval {low:.2f}-{high:.2f} ms)")
-        if "measured_latency_ms" in info:
-            speed = info["machine_speed"]
-            pace = "at the table's speed" if abs(speed - 1) < 0.02 else \
-                f"{speed:.2f}x {'slower' if speed > 1 else 'faster'} than the table's level"
-            print(f"  measured {info['measured_latency_ms']:.2f} ms at the table's level (as timed now: "
-                  f"{info['measured_raw_ms']:.2f} ms, the machine running {pace})")
-    has_ms = "latency_ms" in blocks[0]
-    print(f"  {'unit':<10} {'op':<18} {'input':<14} {'params':>10} {'MACs':>13}" + (f" {'ms':>8}" if has_ms else ""))
-    for b in blocks:
-        shape = "x".join(map(str, b["input_shape"]))
-        ms = f" {b['latency_ms']:>8.3f}" if has_ms else ""
-        print(f"  {b['stage'] + '.' + str(b['index']):<10} {b['op']:<18} {shape:<14} {b['params']:>10,} {b['macs']:>13,}{ms}")
+    print(f"{stats.name}: {stats.params:,} params, {stats.macs:,} MACs (conv+linear), "
+          f"{stats.flops:,} fvcore flops (all ops) at {stats.resolution}x{stats.resolution}")
+    if stats.latency is not None:
+        _print_latency(info)
+    _print_blocks(stats.blocks)
     return 0
 
 
-def _latency_stats(args: argparse.Namespace, space: Any, blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Predicted latency (measuring missing units first) and, with --measure, the end-to-end figure."""
-    from nas import api
-
-    stats = api.arch_latency(latency_model(args), space, measure=args.measure)
+def _latency_fields(stats: Any, blocks: list[dict[str, Any]], measured: bool) -> dict[str, Any]:
+    """The latency keys of `nas arch stats --json`; each block gets its table entry as `latency_ms`."""
     for block, ms in zip(blocks, stats.unit_ms):
         block["latency_ms"] = ms
     out: dict[str, Any] = {"latency_profile": stats.profile, "predicted_latency_ms": stats.predicted.ms,
                            "predicted_interval_ms": [stats.predicted.low_ms, stats.predicted.high_ms],
                            "latency_sum_ms": stats.sum_ms, "latency_corrected": stats.corrected}
-    if args.measure:
+    if measured:
         out.update(measured_latency_ms=stats.measured_ms, measured_raw_ms=stats.measured_raw_ms,
                    machine_speed=stats.machine_speed, measured_pass_cv=stats.measured_pass_cv)
     return out
+
+
+def _print_latency(info: dict[str, Any]) -> None:
+    low, high = info["predicted_interval_ms"]
+    print(f"latency on {info['latency_profile']}: predicted {info['predicted_latency_ms']:.2f} ms "
+          f"(90% interval {low:.2f}-{high:.2f} ms)")
+    if "measured_latency_ms" in info:
+        speed = info["machine_speed"]
+        pace = "at the table's speed" if abs(speed - 1) < 0.02 else \
+            f"{speed:.2f}x {'slower' if speed > 1 else 'faster'} than the table's level"
+        print(f"  measured {info['measured_latency_ms']:.2f} ms at the table's level (as timed now: "
+              f"{info['measured_raw_ms']:.2f} ms, the machine running {pace})")
+
+
+def _print_blocks(blocks: list[dict[str, Any]]) -> None:
+    has_ms = "latency_ms" in blocks[0]
+    print(f"  {'unit':<10} {'op':<18} {'input':<14} {'params':>10} {'MACs':>13}" + (f" {'ms':>8}" if has_ms else ""))
+    for b in blocks:
+        shape = "x".join(map(str, b["input_shape"]))
+        ms = f" {b['latency_ms']:>8.3f}" if has_ms else ""
+        print(f"  {b['stage'] + '.' + str(b['index']):<10} {b['op']:<18} {shape:<14} {b['params']:>10,} "
+              f"{b['macs']:>13,}{ms}")
 
 
 def _arch_sample(args: argparse.Namespace) -> int:

@@ -7,44 +7,30 @@ from typing import Any
 
 
 def _space_check(args: argparse.Namespace) -> int:
-    from nas.space import decisions, load_space, log10_size
-    space = load_space(args.file)
-    kind = "fixed architecture" if space.is_fixed else f"{len(decisions(space))} decisions, log10 size {log10_size(space):.2f}"
-    print(f"ok: {args.file}: {space.name}, {len(space.stages)} stages, {kind}")
+    from nas import api
+
+    info = api.space_info(args.file, backbone=False)
+    kind = "fixed architecture" if info.is_fixed else \
+        f"{len(info.decisions)} decisions, log10 size {info.log10_size:.2f}"
+    print(f"ok: {args.file}: {info.name}, {len(info.stages)} stages, {kind}")
     return 0
 
 
-def _cost_summary(space: Any, arch: Any) -> dict[str, Any]:
-    from nas.cost import CostModel
-    cost = CostModel().cost(space, arch)
-    return {"resolution": cost.resolution, "params": cost.params, "macs": cost.macs, "flops": cost.flops}
-
-
 def _space_show(args: argparse.Namespace) -> int:
-    from nas.space import decisions, load_space, log10_size, project
-    space = load_space(args.file)
-    backbone = None
-    if space.backbone:
-        arch = project(space, load_space(space.backbone))
-        backbone = {"file": space.backbone, **_cost_summary(space, arch)}
-    info = {
-        "name": space.name,
-        "file": args.file,
-        "stages": [s.name for s in space.stages],
-        "decisions": [{"name": d.name, "choices": list(d.choices)} for d in decisions(space)],
-        "log10_size": round(log10_size(space), 4),
-        "backbone": backbone,
-    }
+    from nas import api
+
+    info = api.space_info(args.file)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info.to_dict(), indent=2))
         return 0
-    print(f"{space.name} ({args.file}): {len(space.stages)} stages, {len(info['decisions'])} decisions, "
-          f"10^{info['log10_size']:.2f} architectures")
-    for d in info["decisions"]:
+    print(f"{info.name} ({args.file}): {len(info.stages)} stages, {len(info.decisions)} decisions, "
+          f"10^{round(info.log10_size, 4):.2f} architectures")
+    for d in info.decisions:
         print(f"  {d['name']:<22} {d['choices']}")
-    if backbone:
-        print(f"backbone {backbone['file']}: {backbone['params']:,} params, {backbone['macs']:,} MACs, "
-              f"{backbone['flops']:,} fvcore flops at {backbone['resolution']}x{backbone['resolution']}")
+    if info.backbone:
+        b = info.backbone
+        print(f"backbone {b['file']}: {b['params']:,} params, {b['macs']:,} MACs, "
+              f"{b['flops']:,} fvcore flops at {b['resolution']}x{b['resolution']}")
     return 0
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import warnings
@@ -17,53 +16,34 @@ def _print_warning(message: Any, category: type, filename: str, lineno: int, fil
 
 
 def _train(args: argparse.Namespace) -> int:
+    from nas import api
     from nas.errors import DataWarning, TrainingError
     from nas.space import load_fixed
-    from nas.train import train
 
     space = load_fixed(args.arch)
-    import torch
-
-    threads = torch.get_num_threads()
-    if args.threads is not None:
-        if args.threads < 1:
-            raise TrainingError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", DataWarning)
-            warnings.showwarning = _print_warning
-            result = train(space, None, args.data, args.epochs, batch_size=args.batch_size, lr=args.lr,
-                           label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
+    if args.threads is not None and args.threads < 1:
+        raise TrainingError(f"--threads must be at least 1, got {args.threads}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DataWarning)
+        warnings.showwarning = _print_warning
+        result = api.train(space, args.data, args.epochs, threads=args.threads, weights_out=args.out,
+                           batch_size=args.batch_size, lr=args.lr, label_smoothing=args.label_smoothing,
+                           seed=args.seed, device=args.device,
                            progress=progress(not args.quiet and not args.json, "training", "epoch"))
-    finally:
-        torch.set_num_threads(threads)
     info = {"name": space.name, "file": args.arch, "data": args.data, **result.to_dict()}
     if args.out:
-        _save_weights(result.model, args.out)
         info["weights"] = args.out
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     losses = ", ".join(f"{x:.4f}" for x in result.train_loss)
     print(f"{space.name}: top-1 {result.top1:.4f} on {result.n_test} held-out images of {args.data} "
-          f"({result.n_train} trained on, {result.epochs} epoch{'s' if result.epochs != 1 else ''}, {result.resolution}x{result.resolution}, "
-          f"{result.seconds:.1f} s on {result.device})")
+          f"({result.n_train} trained on, {result.epochs} epoch{'s' if result.epochs != 1 else ''}, "
+          f"{result.resolution}x{result.resolution}, {result.seconds:.1f} s on {result.device})")
     print(f"train loss per epoch: {losses}")
     if args.out:
         print(f"wrote {args.out}: trained state_dict")
     return 0
-
-
-def _save_weights(model: Any, path: str) -> None:
-    """The trained state_dict as CPU tensors, written atomically; loads with torch.load(weights_only=True)."""
-    import torch
-
-    from proxies.atomic import write_bytes_atomic
-
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, buf)
-    write_bytes_atomic(path, buf.getvalue())
 
 
 def register(groups: Any) -> None:
