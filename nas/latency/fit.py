@@ -24,17 +24,20 @@ SYMPTOM = 0.25  # |scale - 1|, or the correction's change to a typical network, 
 DEFAULT_MARGIN = 0.05  # the search's latency margin before a table has residuals from unseen networks
 
 
-def symptom(c: Correction, typical_ms: float, typical_units: int = 20) -> str | None:
+def symptom(c: Correction, typical_ms: float, typical_units: int = 20, expected_scale: float = 1.0) -> str | None:
     """One line when a correction is far from "the sum plus cache effects and a small per-call
-    overhead" for a network of about `typical_ms` and `typical_units` units, else None."""
+    overhead" for a network of about `typical_ms` and `typical_units` units, else None.
+    `expected_scale` is the part of the scale the backend explains (`deployed_ratio`: ONNX Runtime's
+    units are timed with sleeping threads, its networks with spinning ones)."""
     extra = c.offset_ms + c.per_unit_ms * typical_units
     plain = (typical_ms - extra) / c.scale if c.scale > 0 else 0.0  # that network's plain sum
-    change = typical_ms / plain - 1 if plain > 0 else math.inf
-    if abs(c.scale - 1) > SYMPTOM or abs(change) > SYMPTOM:
-        return (f"the correction is far from the plain sum (scale {c.scale:.3f}, offset {c.offset_ms:+.2f} ms, "
-                f"{c.per_unit_ms:+.3f} ms per unit: {change:+.0%} on a ~{typical_ms:.1f} ms network): table entries "
-                f"and networks disagree by more than cache effects and per-call overhead explain; rebuild the "
-                f"table (`nas lut build --refit`)")
+    change = typical_ms / (plain * expected_scale) - 1 if plain > 0 else math.inf
+    if abs(c.scale / expected_scale - 1) > SYMPTOM or abs(change) > SYMPTOM:
+        expected = "" if expected_scale == 1 else f", {expected_scale:.2f} expected on this backend"
+        return (f"the correction is far from the plain sum (scale {c.scale:.3f}{expected}, offset {c.offset_ms:+.2f} "
+                f"ms, {c.per_unit_ms:+.3f} ms per unit: {change:+.0%} on a ~{typical_ms:.1f} ms network): table "
+                f"entries and networks disagree by more than cache effects and per-call overhead explain; rebuild "
+                f"the table (`nas lut build --refit`)")
     return None
 
 

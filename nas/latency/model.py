@@ -164,7 +164,8 @@ class LatencyModel(TableTimer):
         archs = fit_archs(space, n, seed)
         measured = np.array(self.measure_networks(space, archs, passes, progress))
         correction = self._fit(space, archs, measured)
-        typical = (float(np.median(measured)), int(np.median([len(plan(space, a).units) for a in archs])))
+        typical = (float(np.median(measured)), int(np.median([len(plan(space, a).units) for a in archs])),
+                   self.deployed_ratio())
         self.last_fit_note = symptom(correction, *typical)
         if self.last_fit_note is not None:
             units = {u.text: u for a in archs for u in plan(space, a).units}

@@ -16,7 +16,7 @@ from nas.builder import build, build_unit
 from nas.errors import NasError
 from nas.space import SearchSpace, Unit, plan
 from proxies.latency import DeviceProfile, Entry, LatencyTable, Measurement, measure_modules
-from proxies.latency.reference import Probe, level_factor
+from proxies.latency.reference import Probe, deployed_ratio, level_factor
 
 # What "latency" means everywhere (table entries, fit, validation, `arch stats --measure`, the
 # winner check): the median of warm, back-to-back calls of the module run alone, as
@@ -86,11 +86,19 @@ class TableTimer:
         self.probe_readings: list[float] = []  # every probe reading of this session (ms)
         self.retimed_groups = 0  # groups timed again because the machine changed speed during them
         self._probe: Probe | None = None
+        self._deployed_ratio: float | None = None
 
     @property
     def profile(self) -> DeviceProfile:
         """The table's device profile."""
         return self.table.profile
+
+    def deployed_ratio(self) -> float:
+        """The probe as deployed over the probe as a table unit is timed (1 but for ONNX Runtime); read
+        once per session (`proxies.latency.reference.deployed_ratio`)."""
+        if self._deployed_ratio is None:
+            self._deployed_ratio = deployed_ratio(self.profile)
+        return self._deployed_ratio
 
     def probe_ms(self) -> float:
         """One reading of the machine's speed: the probe's median of warm back-to-back calls."""
@@ -98,13 +106,15 @@ class TableTimer:
             self._probe = Probe(self.profile)
         return self._probe.time_ms()
 
-    def _timed_with_probe(self, items: list, options: Mapping[str, Any]) -> tuple[list[Measurement], float]:
+    def _timed_with_probe(self, items: list, options: Mapping[str, Any],
+                          as_deployed: bool = False) -> tuple[list[Measurement], float]:
         """Time (module, shape) items in one rotation between two probe readings; their figures and the
         factor that puts them at the table's level. A group during which the machine changed speed is
-        timed again; the first reading a table sees becomes its level."""
+        timed again; the first reading a table sees becomes its level. `as_deployed`: a network
+        timed alone with the backend's default threading, as the user will run it."""
         for attempt in range(GROUP_TRIES):
             before = self.probe_ms()
-            figures = measure_modules(items, self.profile, copy=False, **options)
+            figures = measure_modules(items, self.profile, copy=False, as_deployed=as_deployed, **options)
             after = self.probe_ms()
             if abs(after / before - 1) <= STATE_TOLERANCE:
                 break
@@ -174,7 +184,8 @@ class TableTimer:
             for p, i in batch:  # a batch may straddle two sweeps: a network never meets itself
                 groups.setdefault(p, []).append(i)
             for members in groups.values():
-                figures, factor = self._timed_with_probe([self.network(space, archs[i]) for i in members], options)
+                figures, factor = self._timed_with_probe([self.network(space, archs[i]) for i in members], options,
+                                                         as_deployed=NETWORK_GROUP == 1)
                 speeds.append(self.probe_readings[-1] / self.table.reference.ms)
                 for i, m in zip(members, figures):
                     raw[i].append(m.median_ms)

@@ -24,7 +24,8 @@ from proxies.onnx_export import INPUT_SEED, export_onnx  # noqa: F401
 from proxies.onnx_export import eval_copy as _eval_copy, example_input as _example_input, one_line as _one_line
 from proxies.onnx_export import onnx_bytes as _onnx_bytes
 
-__all__ = ["Runner", "export_onnx", "measure_module", "measure_modules", "pinned_cpus", "pinned_threads", "prepare"]
+__all__ = ["SPINNING_BACKENDS", "Runner", "export_onnx", "measure_module", "measure_modules", "pinned_cpus",
+           "pinned_threads", "prepare"]
 
 # A narrow silencer: torch 2.13 flags the TorchScript API as deprecated, which does not concern the caller.
 _JIT_DEPRECATED = r"`torch\.jit\.(trace|trace_method|freeze|optimize_for_inference)` is deprecated"
@@ -61,7 +62,7 @@ def _single_tensor(result: Any) -> torch.Tensor:
     raise LatencyError(f"output() needs a module with one tensor output, got {type(result).__name__}")
 
 
-def _torch_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile) -> Runner:
+def _torch_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile, as_deployed: bool) -> Runner:
     model = module  # prepare() already made the eval copy (or was told the module is its own)
     if profile.backend == "cuda":
         model, x = model.cuda(), x.cuda()
@@ -76,7 +77,8 @@ def _torch_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfi
     return Runner(run=run, sync=sync, to_tensor=_single_tensor, profile=profile)
 
 
-def _torchscript_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile) -> Runner:
+def _torchscript_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile,
+                        as_deployed: bool) -> Runner:
     model = module
     if profile.layout == "nhwc":
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
@@ -95,7 +97,8 @@ def _torchscript_runner(module: torch.nn.Module, x: torch.Tensor, profile: Devic
     return Runner(run=run, sync=None, to_tensor=_single_tensor, profile=profile)
 
 
-def _onnxruntime_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile) -> Runner:
+def _onnxruntime_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile,
+                        as_deployed: bool) -> Runner:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -104,10 +107,14 @@ def _onnxruntime_runner(module: torch.nn.Module, x: torch.Tensor, profile: Devic
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
-    # Idle intra-op threads spin by default. Units and networks are timed in rotation, so dozens
-    # of sessions live at once, and their spinning pools starved each other on 2 cores (runs of
-    # 2 ms units jumped to 50 ms). Without spinning, a session's threads sleep between calls.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Idle intra-op threads spin by default, as in any session a user makes: a model timed as
+    # deployed keeps that (without it, networks ran 1.55x slower than a default session at 2 threads, since
+    # every op then wakes a sleeping thread). Units are timed in rotation with dozens of sessions
+    # alive; spinning pools there starve the next session (rotation/alone 1.12-1.19, p90 1.6, against
+    # 1.04 without spinning on 2 cores), so their threads sleep between calls. The fitted correction
+    # maps those unit sums to networks timed as a user runs them.
+    if not as_deployed:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # The TorchScript-based exporter is ~20x faster per block than the dynamo one (which
     # costs over a second per block here): it decides whether a table of thousands of units
     # is minutes or hours. Fall back to dynamo where the legacy exporter is gone or fails.
@@ -128,19 +135,25 @@ def _onnxruntime_runner(module: torch.nn.Module, x: torch.Tensor, profile: Devic
     return Runner(run=run, sync=None, to_tensor=_single_tensor, profile=profile)
 
 
+#: Backends whose deployed sessions keep idle threads spinning between ops (and whose table units are
+#: therefore timed unlike deployed networks: see `_onnxruntime_runner`).
+SPINNING_BACKENDS = frozenset({"onnxruntime"})
+
 _BUILDERS = {"torch": _torch_runner, "cuda": _torch_runner, "torchscript": _torchscript_runner,
              "onnxruntime": _onnxruntime_runner}
 
 
 def prepare(module: torch.nn.Module, input_shape: Sequence[int], profile: DeviceProfile, *,
-            copy: bool = True) -> Runner:
+            copy: bool = True, as_deployed: bool = True) -> Runner:
     """A Runner for `module` on `profile` with a seeded random input of shape (batch, C, H, W).
 
     Works on a deep copy (the caller's module keeps its device, layout and mode)
     unless `copy=False`, for a module made only to be timed (copying thousands of
     table units is a sizeable share of a table build). Runs once, so a module
     that cannot run on this input fails here with a LatencyError naming the
-    backend, not in the middle of a timing loop.
+    backend, not in the middle of a timing loop. `as_deployed` keeps the backend's default thread
+    settings, as a user's session has them; False is for a module timed in rotation with many
+    others (and the probe): backends whose idle threads spin (ONNX Runtime) let them sleep.
     """
     x = _example_input(input_shape, profile.batch_size)
     builder = _BUILDERS.get(profile.backend)
@@ -148,7 +161,7 @@ def prepare(module: torch.nn.Module, input_shape: Sequence[int], profile: Device
         raise LatencyError(f"unknown backend {profile.backend!r}")
     try:
         target = _eval_copy(module) if copy and builder is not _onnxruntime_runner else module.eval()
-        runner = builder(target, x, profile)
+        runner = builder(target, x, profile, as_deployed)
         runner.run()
     except LatencyError:
         raise
@@ -236,14 +249,15 @@ def measure_module(module: torch.nn.Module, input_shape: Sequence[int], profile:
 
 
 def measure_modules(items: Sequence[tuple[torch.nn.Module, Sequence[int]]], profile: DeviceProfile, *,
-                    cpus: Iterable[int] | None = None, copy: bool = True,
+                    cpus: Iterable[int] | None = None, copy: bool = True, as_deployed: bool = False,
                     **measure_kwargs: Any) -> list[Measurement]:
     """Latencies of several (module, input_shape) pairs timed in rotation (`measure_interleaved`),
     so that all of them see the same stretch of a drifting machine. Same checks as `measure_module`;
-    `measure_kwargs` go to `measure_interleaved` (warmup, min_runs, max_rounds, target_rel_spread)."""
+    `measure_kwargs` go to `measure_interleaved` (warmup, min_runs, max_rounds, target_rel_spread).
+    `as_deployed` (see `prepare`) is for a module timed alone as a user runs it."""
     cpu_list = _cpus_for(profile, cpus)
     with pinned_threads(profile.threads):
-        runners = [prepare(module, shape, profile, copy=copy) for module, shape in items]
+        runners = [prepare(module, shape, profile, copy=copy, as_deployed=as_deployed) for module, shape in items]
         sync = runners[0].sync if runners else None
         with pinned_cpus(cpu_list):
             return measure_interleaved([r.run for r in runners], sync=sync, **measure_kwargs)

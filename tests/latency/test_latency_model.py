@@ -1,6 +1,8 @@
 """nas.latency logic with a scripted measurer: exact sums, fits and figures, no timing noise."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import itertools
 import json
 import os
@@ -63,9 +65,11 @@ def scripted(monkeypatch, space):
     def truth(arch):
         return 0.8 * units_sum(space, arch) + 0.05 * len(plan(space, arch).units) + 1.5
 
-    def measure(items, profile, **_):
+    def measure(items, profile, as_deployed=False, **_):
         out = []
         for module, input_shape in items:
+            # Networks are timed as the user runs them; units in rotation, with threads that sleep.
+            assert as_deployed == isinstance(module, FakeNetwork)
             ms = truth(module.arch) if isinstance(module, FakeNetwork) else fake_unit_ms(input_shape)
             out.append(Measurement(median_ms=ms, spread_ms=ms / 20, runs=10, rounds=1, discarded=0))
         return out
@@ -194,6 +198,41 @@ def test_a_correction_near_the_plain_sum_is_no_symptom() -> None:
     near = Correction(scale=1.04, offset_ms=0.3, per_unit_ms=0.0, n=20, mape=0.03)
     assert latency.symptom(near, typical_ms=20.0) is None
     assert latency.symptom(Correction(scale=0.6, offset_ms=15.0, n=20, mape=0.03), typical_ms=20.0) is not None
+
+
+def test_a_scale_the_backend_explains_is_no_symptom() -> None:
+    # ONNX Runtime, mobilenet_v3.yaml, 2 threads: units timed with sleeping threads, networks with
+    # spinning ones fitted 0.524 x sum + 0.04 ms; the probe ran 0.58x as fast deployed.
+    from proxies.latency import Correction
+
+    ort = Correction(scale=0.524, offset_ms=0.04, per_unit_ms=0.0, n=20, mape=0.039)
+    assert latency.symptom(ort, typical_ms=2.6, typical_units=21).startswith(
+        "the correction is far from the plain sum (scale 0.524, offset +0.04 ms")
+    assert latency.symptom(ort, typical_ms=2.6, typical_units=21, expected_scale=0.58) is None
+    far = Correction(scale=0.3, offset_ms=0.04, per_unit_ms=0.0, n=20, mape=0.039)
+    assert latency.symptom(far, typical_ms=2.6, typical_units=21, expected_scale=0.58).startswith(
+        "the correction is far from the plain sum (scale 0.300, 0.58 expected on this backend, offset +0.04 ms, "
+        "+0.000 ms per unit: -47% on a ~2.6 ms network)")
+
+
+def test_deployed_ratio_is_one_unless_the_backend_spins(monkeypatch) -> None:
+    import proxies.latency.reference as reference
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("a backend timed alike both ways needs no timing")
+
+    monkeypatch.setattr(reference, "prepare", no_timing)
+    assert reference.deployed_ratio(current_profile("torch", threads=1)) == 1.0
+    assert reference.deployed_ratio(current_profile("torchscript", threads=1)) == 1.0
+    # ONNX Runtime: the median of alternating readings, deployed over rotation-style.
+    made = []
+    monkeypatch.setattr(reference, "prepare", lambda *a, as_deployed, **k: made.append(as_deployed) or
+                        SimpleNamespace(run=None))
+    readings = iter([0.6, 1.0, 0.5, 1.0, 0.9, 1.2])  # ratios 0.6, 0.5, 0.75
+    monkeypatch.setattr(reference, "measure", lambda run, **k: Measurement(
+        median_ms=next(readings), spread_ms=0.0, runs=30, rounds=1, discarded=0))
+    assert reference.deployed_ratio(current_profile("onnxruntime", threads=1)) == pytest.approx(0.6)
+    assert made == [True, False]
 
 
 def test_validate_reports_the_noise_floor(scripted, space, model) -> None:
