@@ -1,4 +1,4 @@
-"""`nas export ARCH.yaml --out FILE`: wiring only; the work is in `nas.export`."""
+"""`nas export ARCH.yaml --out FILE`: wiring only; the work is in `nas.api.export` (`nas.export`)."""
 from __future__ import annotations
 
 import argparse
@@ -21,13 +21,14 @@ def _format(args: argparse.Namespace) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from nas.export import class_name_for, export, weights_path
+    from nas import api
+    from nas.export import class_name_for, weights_path  # names for the message, decided by nas.export
     from nas.space import load_fixed
 
     fmt = _format(args)
     space = load_fixed(args.file)
-    out = export(space, None, fmt, args.out, weights=args.weights, class_name=args.class_name,
-                 num_classes=args.num_classes)
+    out = api.export(space, None, fmt, args.out, weights=args.weights, class_name=args.class_name,
+                     num_classes=args.num_classes)
     what = f"class {class_name_for(space, args.class_name)}, " if fmt == "py" else ""
     inside = ", with the weights" if args.weights and fmt != "py" else ""
     print(f"wrote {out} ({fmt}, {what}{space.name}, {args.num_classes or space.num_classes} classes{inside})")
