@@ -24,7 +24,7 @@ test: $(STAMP)
 
 # Every benchmark's quick mode, one after another (a few minutes): checks each path runs end to end.
 # Its figures are not for quoting; run `$(PY) -m benchmarks.<name> --help` for the real runs.
-BENCHMARKS := cost_scoring predict_speed search_speed sampler_hypervolume latency_truth search_targets proxy_correlation
+BENCHMARKS := $(sort $(basename $(notdir $(wildcard benchmarks/[a-z]*.py))))  # every benchmark module (not _common, _latency, ...)
 bench: $(STAMP)
 	@set -e; for name in $(BENCHMARKS); do echo "== benchmarks.$$name --quick"; $(PY) -m benchmarks.$$name --quick; done
 
