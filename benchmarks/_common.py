@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
@@ -27,7 +28,10 @@ def parser(doc: str, *, space: str | None = DEFAULT_SPACE, seed: bool = True,
            threads: int | None = None) -> argparse.ArgumentParser:
     """A parser with the options benchmarks share: --space, --seed and --threads where the benchmark
     takes them (None / False: it does not), --json and --quick. `doc` is the module docstring."""
-    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    script = Path(sys.argv[0])
+    # Run as `python -m benchmarks.<name>`, argv[0] is this package's file: say so in usage lines.
+    prog = f"python -m benchmarks.{script.stem}" if script.parent.name == "benchmarks" else None
+    p = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     if space is not None:
         p.add_argument("--space", default=space)
     if seed:

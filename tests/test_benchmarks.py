@@ -70,3 +70,15 @@ def test_quick_run_writes_its_figures(name: str, keys: set[str], tmp_path: Path,
     assert figures["quick"] is True
     printed = capsys.readouterr().out
     assert printed.count(_common.QUICK_NOTE) == 2 and f"wrote {out}" in printed
+
+
+def test_usage_names_the_module_command() -> None:
+    """`--help` shows how a benchmark is run (`python -m benchmarks.<name>`), not a file path."""
+    import subprocess
+    import sys
+
+    from roots import ROOT
+
+    out = subprocess.run([sys.executable, "-m", "benchmarks.predict_speed", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("usage: python -m benchmarks.predict_speed [-h]")
