@@ -1,7 +1,6 @@
 """The per-unit cost cache: its sums equal fvcore on the whole model, and it traces each unit once."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -10,7 +9,8 @@ from nas.cost import CostModel, whole_model_counts
 from nas.space import load_space, plan, project, sample
 from proxies.flops import Counts
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+from roots import SPACES_DIR
+
 SHIPPED = ["sandglass", "mobilenet_v3"]
 # SE + hardswish; max-pool stem + grouped first unit; channel split + mean pool; sandglass layouts.
 REFERENCES = ["mobilenet_v3_small", "shufflenet_v1_g3", "shufflenet_v2_x1_0", "mobilenext"]

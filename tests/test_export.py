@@ -25,7 +25,8 @@ from nas.ops import ACTIVATIONS, POOLS, SE_GATES, get_op, op_names, standalone_p
 from nas.ops.sandglass import Sandglass
 from nas.space import encode, load_space, plan, sample
 
-ROOT = Path(__file__).resolve().parent.parent
+from roots import ROOT
+
 SPACES = ROOT / "search_spaces"
 REFERENCES = sorted((SPACES / "reference").glob("*.yaml"))
 COSTS = CostModel()  # shared across tests: the header's params and MACs come from cached units

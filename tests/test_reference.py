@@ -1,7 +1,6 @@
 """The reference YAMLs reproduce the published networks: exact params, MACs, and conv/linear layer order."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
@@ -12,8 +11,9 @@ from nas.builder import build
 from nas.space import load_space
 from proxies.flops import Counts, count_module
 from reference_layouts import LAYOUTS, Layer, mobilenext_rows
+from roots import SPACES_DIR
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "search_spaces" / "reference"
+REFERENCE_DIR = SPACES_DIR / "reference"
 INPUT = (1, 3, 224, 224)
 MAC_TOLERANCE = 1e-3  # REFERENCE.md: MACs within 0.1%, params exact
 

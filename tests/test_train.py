@@ -20,7 +20,9 @@ from nas.errors import DataError, DataWarning, TrainingError
 from nas.space import decisions, load_space, plan, sample, write_fixed
 from nas.train import evaluate, train, trained_accuracy
 
-SANDGLASS32 = Path(__file__).resolve().parent.parent / "search_spaces" / "sandglass32.yaml"
+from roots import SPACES_DIR
+
+SANDGLASS32 = SPACES_DIR / "sandglass32.yaml"
 NO_FOLDER = "the data must be 'digits' or a directory with one subfolder of images per class"
 EXTENSIONS = ".png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp, .ppm, .pgm"
 
