@@ -25,7 +25,7 @@ from nas import api
 from nas.latency import LatencyModel
 from nas.space import SearchSpace, load_space, plan, unique_units
 from proxies.latency import Entry, LatencyTable, current_profile
-from proxies.latency.reference import level_factor
+from proxies.latency.reference import NETWORK_PROBE_BAND, level_factor
 
 
 # ---- the referee ----------------------------------------------------------------------------------
@@ -85,17 +85,24 @@ def referee_callable(backend: str, space: SearchSpace, arch: Mapping[str, Any], 
 
 # ---- timings beside the probe ---------------------------------------------------------------------
 def beside_probe(model: LatencyModel, fn: Callable[[], float]) -> tuple[float, float]:
-    """`fn()`'s timing and the probe's reading beside it (geometric mean of one right before and one
-    right after), so the timing can be put at the table's level like our own figures."""
-    before = model.probe_ms()
+    """`fn()`'s timing and the network probe's reading beside it (geometric mean of one right before
+    and one right after), so the timing can be put at the table's level like our own figures."""
+    before = model.network_probe_ms()
     timing = fn()
-    return timing, (before * model.probe_ms()) ** 0.5
+    return timing, (before * model.network_probe_ms()) ** 0.5
+
+
+def network_level(model: LatencyModel) -> float:
+    """The table's network level (ms); a table without one takes it from the network probe now."""
+    if model.table.network_reference is None:
+        model.current_speed()
+    return model.table.network_reference.ms
 
 
 def at_level(level_ms: float, timings: Sequence[float], readings: Sequence[float]) -> float:
-    """The median of `timings`, each rescaled by the probe reading beside it to the table's level
-    exactly as our own figures are (`level_factor`)."""
-    return float(np.median([t * level_factor(level_ms, r) for t, r in zip(timings, readings)]))
+    """The median of `timings`, each rescaled by the network probe reading beside it to the table's
+    network level exactly as our own figures are (`level_factor`)."""
+    return float(np.median([t * level_factor(level_ms, r, NETWORK_PROBE_BAND) for t, r in zip(timings, readings)]))
 
 
 # ---- tables ---------------------------------------------------------------------------------------

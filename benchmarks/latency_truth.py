@@ -5,9 +5,9 @@ The referee is not our harness: each random network is exported as the user ship
 back to back, with a standard tool: `torch.utils.benchmark.Timer.blocked_autorange` for torch
 and TorchScript, a plain `InferenceSession.run` loop for ONNX Runtime (its default session
 options but the thread count). Each network is timed in `--referee-passes` passes in shuffled
-order and keeps its median. The probe is read right before and after every referee timing, so
+order and keeps its median. The network probe is read right before and after every referee timing, so
 the machine's speed against the table's level is known: figures are reported both as timed
-(raw) and at the table's level (each timing times level / the probe beside it).
+(raw) and at the table's level (each timing times level / the network probe beside it).
 
 The table comes from one of:
   --table build    a fresh full build (`nas lut build`: every unit, then a correction on 20 networks)
@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from benchmarks._common import finish, median_ms, parse, parser, timed
-from benchmarks._latency import at_level, beside_probe, referee_callable
+from benchmarks._latency import at_level, beside_probe, network_level, referee_callable
 from benchmarks.predict_speed import time_predictions
 from nas import api
 from nas.latency import LatencyModel, model_for, open_table
@@ -98,6 +98,7 @@ def the_table(args: argparse.Namespace, space: SearchSpace, profile: DeviceProfi
         model, info = table_by_search(args, folder)
     c = model.table.correction
     info.update(table_entries=len(model.table), level_ms=model.table.reference.ms,
+                network_level_ms=None if model.table.network_reference is None else model.table.network_reference.ms,
                 correction=None if c is None else c.to_dict())
     print(f"table: {len(model.table)} entries; {json.dumps({k: v for k, v in info.items() if k != 'correction'})}")
     if c is not None:
@@ -109,7 +110,7 @@ def the_table(args: argparse.Namespace, space: SearchSpace, profile: DeviceProfi
 # ---- the referee ----------------------------------------------------------------------------------
 def referee_timings(model: LatencyModel, refs: list[Callable[[], float]], passes: int
                     ) -> tuple[list[list[float]], list[list[float]]]:
-    """Each network's referee timings over `passes` passes in shuffled order, and the probe's reading
+    """Each network's referee timings over `passes` passes in shuffled order, and the network probe's reading
     beside each timing."""
     referee: list[list[float]] = [[] for _ in refs]
     beside: list[list[float]] = [[] for _ in refs]
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     refs = [referee_callable(args.backend, space, a, folder, f"net{i}", args.threads, args.referee_seconds)
             for i, a in enumerate(tqdm(archs, desc="exporting", file=sys.stderr))]
     speed_now = model.current_speed()  # what a search started now would multiply its predictions by
-    ref = referee_summary(model.table.reference.ms, *referee_timings(model, refs, args.referee_passes))
+    ref = referee_summary(network_level(model), *referee_timings(model, refs, args.referee_passes))
     figures = {
         "space": args.space, "backend": args.backend, "profile_id": profile.id, "samples": args.samples,
         "units_added_by_the_sample": added, **info,

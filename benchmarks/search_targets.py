@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks._common import finish, parse, parser, timed
-from benchmarks._latency import at_level, beside_probe, referee_callable
+from benchmarks._latency import at_level, beside_probe, network_level, referee_callable
 from nas import api
 from nas.latency import model_for
 from nas.search.run import TargetUnreachableError
@@ -46,7 +46,7 @@ def one_target(args: argparse.Namespace, space: SearchSpace, target: float, fold
     best, summary = result.summary["best"], result.summary
     referee = referee_callable("torch", space, result.best_arch, folder, f"winner{target:g}", args.threads,
                                args.referee_seconds)
-    level = model.table.reference.ms
+    level = network_level(model)
     timings, beside = zip(*(beside_probe(model, referee) for _ in range(args.referee_passes)))
     raw = float(np.median(timings))
     level_ms = at_level(level, timings, beside)

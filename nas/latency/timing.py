@@ -16,16 +16,17 @@ from nas.builder import build, build_unit
 from nas.errors import NasError
 from nas.space import SearchSpace, Unit, plan
 from proxies.latency import DeviceProfile, Entry, LatencyTable, Measurement, measure_modules
-from proxies.latency.reference import Probe, deployed_ratio, level_factor
+from proxies.latency.reference import NETWORK_PROBE_BAND, PROBE_BAND, Probe, deployed_ratio, level_factor
 
 # What "latency" means everywhere (table entries, fit, validation, `arch stats --measure`, the
 # winner check): the median of warm, back-to-back calls of the module run alone, as
 # torch.utils.benchmark reports it, at the table's speed level (the probe's time when the table's
 # first group was timed). Units are timed in rotation, a group at a time, to share this machine's
 # second-to-second drift; each visit makes one untimed call (the other members evicted this one's
-# weights) and then a burst of timed calls. Networks are timed alone (NETWORK_GROUP). The probe is
-# timed right before and after every group, and a group timed while the machine ran at another
-# speed than the table's level (beyond the probe's own noise, PROBE_BAND) is rescaled to the level.
+# weights) and then a burst of timed calls. Networks are timed alone (NETWORK_GROUP). A probe is
+# timed right before and after every group (the block probe beside units, the network probe beside
+# networks), and a group timed while the machine ran at another speed than the table's level (beyond
+# the probe's own noise) is rescaled to the level.
 # Groups of units are drawn in a seeded shuffle, so the units of one network come from many groups.
 UNIT_MEASURE = {"warmup": 1, "min_runs": 3, "burst": 4, "max_rounds": 2, "target_rel_spread": 0.10}
 NETWORK_MEASURE = {"warmup": 2, "min_runs": 4, "burst": 5, "max_rounds": 2, "target_rel_spread": 0.05}
@@ -70,7 +71,7 @@ class TableTimer:
     Kept for the caller after each call: the raw medians as timed (`last_raw`), the probe's spread
     (`last_drift_cv`), the machine's speed against the level (`last_speed`) and each network's
     spread between passes (`last_pass_spread`); every probe reading of the session
-    (`probe_readings`) and how many groups were timed again (`retimed_groups`).
+    (`probe_readings`, `network_probe_readings`) and how many groups were timed again (`retimed_groups`).
     """
 
     def __init__(self, table: LatencyTable, *, measure_options: Mapping[str, Any] | None = None,
@@ -83,9 +84,11 @@ class TableTimer:
         self.last_raw: list[float] = []
         self.last_drift_cv: float | None = None  # the probe's spread across the last call's groups
         self.last_speed: float | None = None  # median probe reading / table level over the last call's groups
-        self.probe_readings: list[float] = []  # every probe reading of this session (ms)
+        self.probe_readings: list[float] = []  # every block probe reading of this session (ms)
+        self.network_probe_readings: list[float] = []  # every network probe reading of this session (ms)
         self.retimed_groups = 0  # groups timed again because the machine changed speed during them
         self._probe: Probe | None = None
+        self._network_probe: Probe | None = None
         self._deployed_ratio: float | None = None
 
     @property
@@ -101,43 +104,58 @@ class TableTimer:
         return self._deployed_ratio
 
     def probe_ms(self) -> float:
-        """One reading of the machine's speed: the probe's median of warm back-to-back calls."""
+        """One reading of the machine's speed for units: the block probe's median of warm back-to-back calls."""
         if self._probe is None:
             self._probe = Probe(self.profile)
         return self._probe.time_ms()
 
+    def network_probe_ms(self) -> float:
+        """One reading of the machine's speed for networks: the network probe timed alone, as deployed."""
+        if self._network_probe is None:
+            self._network_probe = Probe(self.profile, network=True)
+        return self._network_probe.time_ms()
+
+    def _level(self, network: bool) -> Entry | None:
+        return self.table.network_reference if network else self.table.reference
+
+    def _set_level(self, network: bool, entry: Entry) -> None:
+        (self.table.set_network_reference if network else self.table.set_reference)(entry)
+
     def _timed_with_probe(self, items: list, options: Mapping[str, Any],
-                          as_deployed: bool = False) -> tuple[list[Measurement], float]:
+                          network: bool = False) -> tuple[list[Measurement], float]:
         """Time (module, shape) items in one rotation between two probe readings; their figures and the
         factor that puts them at the table's level. A group during which the machine changed speed is
-        timed again; the first reading a table sees becomes its level. `as_deployed`: a network
-        timed alone with the backend's default threading, as the user will run it."""
+        timed again; the first reading a table sees becomes its level. `network`: networks, timed alone
+        with the backend's default threading as the user will run them, beside the network probe."""
+        probe, readings = (self.network_probe_ms, self.network_probe_readings) if network else \
+            (self.probe_ms, self.probe_readings)
         for attempt in range(GROUP_TRIES):
-            before = self.probe_ms()
-            figures = measure_modules(items, self.profile, copy=False, as_deployed=as_deployed, **options)
-            after = self.probe_ms()
+            before = probe()
+            figures = measure_modules(items, self.profile, copy=False, as_deployed=network, **options)
+            after = probe()
             if abs(after / before - 1) <= STATE_TOLERANCE:
                 break
             self.retimed_groups += attempt < GROUP_TRIES - 1
         reading = (before * after) ** 0.5
-        self.probe_readings.append(reading)
-        if self.table.reference is None:
-            self.table.set_reference(Entry(ms=reading, spread_ms=abs(after - before), runs=2, rounds=1))
-        return figures, level_factor(self.table.reference.ms, reading)
+        readings.append(reading)
+        if self._level(network) is None:
+            self._set_level(network, Entry(ms=reading, spread_ms=abs(after - before), runs=2, rounds=1))
+        return figures, level_factor(self._level(network).ms, reading, NETWORK_PROBE_BAND if network else PROBE_BAND)
 
-    def current_speed(self, readings: int = 8) -> float:
-        """How fast the machine runs in this session against the table's level (> 1: slower), from the
-        probe: the median of this many fresh readings and every earlier one of this session, taken as 1
-        within the probe's noise (PROBE_BAND). A spot reading alone misled: 8 readings said 1.11x at a
-        search's start and the machine ran 0.94x during its winner check minutes later. A table
-        without a level takes it from these readings."""
-        fresh = [self.probe_ms() for _ in range(readings)]
-        self.probe_readings.extend(fresh)
-        now = float(np.median(self.probe_readings))
-        if self.table.reference is None:
-            self.table.set_reference(Entry(ms=now, spread_ms=float(np.subtract(*np.percentile(fresh, [75, 25]))),
-                                           runs=readings, rounds=1))
-        return 1 / level_factor(self.table.reference.ms, now)
+    def current_speed(self, readings: int = 5) -> float:
+        """How fast the machine runs networks in this session against the table's network level (> 1:
+        slower), from the network probe: the median of this many fresh readings and every earlier one
+        of this session, taken as 1 within the probe's noise (NETWORK_PROBE_BAND). A spot reading
+        alone misled: 8 block-probe readings said 1.11x at a search's start and the machine ran 0.94x
+        during its winner check minutes later. A table without a network level takes it from these
+        readings."""
+        fresh = [self.network_probe_ms() for _ in range(readings)]
+        self.network_probe_readings.extend(fresh)
+        now = float(np.median(self.network_probe_readings))
+        if self.table.network_reference is None:
+            self.table.set_network_reference(Entry(
+                ms=now, spread_ms=float(np.subtract(*np.percentile(fresh, [75, 25]))), runs=readings, rounds=1))
+        return 1 / level_factor(self.table.network_reference.ms, now, NETWORK_PROBE_BAND)
 
     def measure_units(self, space: SearchSpace, units: Sequence[Unit]) -> list[Entry]:
         """Time `units` together in rotation beside the probe, at the table's level, and record them."""
@@ -166,7 +184,7 @@ class TableTimer:
                          progress: Callable[[Iterable], Iterable] | None = None) -> list[float]:
         """End-to-end medians of several networks at the table's speed level, over `passes` sweeps.
 
-        Each network is timed in a group of NETWORK_GROUP (alone) between two probe readings; each
+        Each network is timed in a group of NETWORK_GROUP (alone) between two network probe readings; each
         sweep reshuffles the order, so a network's figure is the median of timings taken minutes
         apart. A group timed while the machine ran beyond the probe's noise from the table's level
         is rescaled to it (`_timed_with_probe`). Kept for the caller: the raw medians as timed
@@ -176,7 +194,7 @@ class TableTimer:
         """
         raw: list[list[float]] = [[] for _ in archs]
         factors: list[list[float]] = [[] for _ in archs]
-        speeds = []  # each group's probe reading over the level
+        speeds = []  # each group's network probe reading over the network level
         order = [(p, i) for p in range(max(1, passes)) for i in shuffled(range(len(archs)), SHUFFLE_SEED + p)]
         options = {**NETWORK_MEASURE, **self.network_options}
         for batch in batches(progress(order) if progress else order, NETWORK_GROUP):
@@ -185,8 +203,8 @@ class TableTimer:
                 groups.setdefault(p, []).append(i)
             for members in groups.values():
                 figures, factor = self._timed_with_probe([self.network(space, archs[i]) for i in members], options,
-                                                         as_deployed=NETWORK_GROUP == 1)
-                speeds.append(self.probe_readings[-1] / self.table.reference.ms)
+                                                         network=True)
+                speeds.append(self.network_probe_readings[-1] / self.table.network_reference.ms)
                 for i, m in zip(members, figures):
                     raw[i].append(m.median_ms)
                     factors[i].append(factor)

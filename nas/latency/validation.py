@@ -18,9 +18,9 @@ def validate(model: LatencyModel, space: SearchSpace, n: int, seed: int = 0, pas
     """Predict and measure `n` random networks end to end; agreement figures and the worst cases.
 
     The headline figures compare with measurements at the table's speed level (each group rescaled
-    by the probe timed in the same rotation, see `measure_networks`); `raw` gives the same figures
+    by the network probe timed beside it, see `measure_networks`); `raw` gives the same figures
     against the medians as timed, `speed` how the machine's speed compared with the level (> 1:
-    slower now) and `drift_cv` how much the probe moved between groups. With a correction and at
+    slower now) and `drift_cv` how much the network probe moved between groups. With a correction and at
     least 10 networks, its residual figures are replaced by these out-of-sample ones.
     """
     rng = random.Random(seed)
@@ -47,6 +47,7 @@ def validate(model: LatencyModel, space: SearchSpace, n: int, seed: int = 0, pas
         "speed": model.last_speed,
         "correction": None if c is None else c.to_dict(),
         "level_ms": model.table.reference.ms if model.table.reference is not None else None,
+        "network_level_ms": model.table.network_reference.ms if model.table.network_reference is not None else None,
         "worst": sorted(rows, key=lambda r: -abs(r["error"]))[:worst],
         "rows": rows,
     }

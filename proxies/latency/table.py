@@ -10,6 +10,11 @@ entry being measured and resumes from the rest.
 (`proxies.latency.reference`) when the first entries were measured. Entries
 measured later, in other sessions or under other load, are rescaled to it by
 the probe timed beside them, so a table grown over many sessions is consistent.
+``network_reference`` is the same for whole networks: the network probe's time
+when the table's first network was timed (its correction's fit). Predictions
+are end-to-end latency at that speed; a search reads the network probe to
+say what they mean on the machine as it runs now. Tables written before it
+existed have none and take it from their next network timing.
 Version 1 tables timed one call per visit (a cold-cache figure) and have no
 level; they are refused with a message saying to rebuild.
 """
@@ -28,13 +33,16 @@ from proxies.latency.errors import LatencyError, ProfileMismatchError, TableErro
 from proxies.latency.profile import DeviceProfile
 from proxies.latency.records import Correction, Entry, canonical_json, parse_fields, strict_json
 
-__all__ = ["FORMAT", "JOURNAL_FORMAT", "REFERENCE_KEY", "VERSION", "LatencyTable", "journal_path"]
+__all__ = ["FORMAT", "JOURNAL_FORMAT", "NETWORK_REFERENCE_KEY", "REFERENCE_KEY", "VERSION", "LatencyTable",
+           "journal_path"]
 
 FORMAT = "nas-latency-table"
 JOURNAL_FORMAT = "nas-latency-journal"
 VERSION = 2
 REFERENCE_KEY = "@reference"  #: the journal line holding the table's level
-_FIELDS = ("format", "version", "profile", "correction", "reference", "entries", "checksum")
+NETWORK_REFERENCE_KEY = "@network_reference"  #: the journal line holding the table's network level
+_FIELDS = ("format", "version", "profile", "correction", "reference", "network_reference", "entries", "checksum")
+_OPTIONAL_FIELDS = ("network_reference",)  # absent from tables written before it existed
 
 
 def journal_path(path: str | os.PathLike[str]) -> Path:
@@ -92,8 +100,9 @@ def _entry_problem(key: str, exc: Exception) -> str:
     return f"entries[{key!r}]: {text}"
 
 
-def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, Entry | None, dict[str, Entry]]:
-    """Profile, correction and entries of the table file; TableError names the first problem."""
+def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, dict[str, Entry | None], dict[str, Entry]]:
+    """Profile, correction, levels (`reference`, `network_reference`) and entries of the table file;
+    TableError names the first problem."""
 
     def damaged(why: str) -> TableError:
         return TableError(f"{path}: damaged latency table: {why}")
@@ -115,7 +124,7 @@ def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, Entry | 
     unknown = sorted(set(doc) - set(_FIELDS))
     if unknown:
         raise damaged(f"unknown field {unknown[0]!r}")
-    missing = [name for name in _FIELDS if name not in doc]
+    missing = [name for name in _FIELDS if name not in doc and name not in _OPTIONAL_FIELDS]
     if missing:
         raise damaged(f"missing field {missing[0]!r}")
     try:
@@ -123,12 +132,12 @@ def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, Entry | 
     except (TypeError, ValueError) as exc:
         raise damaged(f"profile: {exc}") from None
     optional = {}
-    for name, cls in (("correction", Correction), ("reference", Entry)):  # each may be null
+    for name, cls in (("correction", Correction), ("reference", Entry), ("network_reference", Entry)):  # may be null
         try:
-            optional[name] = None if doc[name] is None else parse_fields(cls, doc[name])
+            optional[name] = None if doc.get(name) is None else parse_fields(cls, doc[name])
         except (TypeError, ValueError) as exc:
             raise damaged(f"{name}: {exc}") from None
-    correction, reference = optional["correction"], optional["reference"]
+    correction = optional.pop("correction")
     if not isinstance(doc["entries"], dict):
         raise damaged("entries is not an object")
     entries = {}
@@ -139,7 +148,7 @@ def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, Entry | 
             raise damaged(_entry_problem(key, exc)) from None
     if doc["checksum"] != _checksum(doc):
         raise damaged("checksum mismatch (the file was edited or damaged)")
-    return profile, correction, reference, entries
+    return profile, correction, optional, entries
 
 
 def _parse_journal(path: Path) -> tuple[DeviceProfile | None, dict[str, Entry], int]:
@@ -191,11 +200,13 @@ class LatencyTable:
 
     def __init__(self, profile: DeviceProfile, entries: dict[str, Entry] | None = None,
                  correction: Correction | None = None, path: str | os.PathLike[str] | None = None,
-                 reference: Entry | None = None) -> None:
+                 reference: Entry | None = None, network_reference: Entry | None = None) -> None:
         self.profile = profile
         self.entries: dict[str, Entry] = dict(entries or {})
         self.correction = correction
         self.reference = reference  #: the probe's time at the table's speed level (None until first measured)
+        #: the network probe's time at the speed its networks were timed (None until the first network)
+        self.network_reference = network_reference
         self.path = Path(path) if path is not None else None
         self.journal_skipped = 0
         self._journal_fd: int | None = None
@@ -215,8 +226,9 @@ class LatencyTable:
 
     def add(self, key: str, entry: Entry) -> None:
         """Record (or replace) the entry for `key`; journaled and fsynced when a journal is open."""
-        if not isinstance(key, str) or not key or key == REFERENCE_KEY:
-            raise LatencyError(f"table keys must be non-empty strings other than {REFERENCE_KEY!r}, got {key!r}")
+        if not isinstance(key, str) or not key or key in (REFERENCE_KEY, NETWORK_REFERENCE_KEY):
+            raise LatencyError(f"table keys must be non-empty strings other than {REFERENCE_KEY!r} and "
+                               f"{NETWORK_REFERENCE_KEY!r}, got {key!r}")
         if not isinstance(entry, Entry):
             raise LatencyError(f"table entries must be Entry, got {type(entry).__name__}")
         self.entries[key] = entry
@@ -228,6 +240,13 @@ class LatencyTable:
             raise LatencyError(f"the table's reference must be an Entry, got {type(entry).__name__}")
         self.reference = entry
         self._journal(REFERENCE_KEY, entry)
+
+    def set_network_reference(self, entry: Entry) -> None:
+        """Record the table's network level (the network probe's time); journaled like an entry."""
+        if not isinstance(entry, Entry):
+            raise LatencyError(f"the table's network reference must be an Entry, got {type(entry).__name__}")
+        self.network_reference = entry
+        self._journal(NETWORK_REFERENCE_KEY, entry)
 
     def _journal(self, key: str, entry: Entry) -> None:
         if self._journal_fd is not None:
@@ -245,6 +264,7 @@ class LatencyTable:
             "profile": self.profile.to_dict(),
             "correction": None if self.correction is None else self.correction.to_dict(),
             "reference": None if self.reference is None else self.reference.to_dict(),
+            "network_reference": None if self.network_reference is None else self.network_reference.to_dict(),
             "entries": {key: self.entries[key].to_dict() for key in sorted(self.entries)},
         }
         doc["checksum"] = _checksum(doc)
@@ -290,9 +310,9 @@ class LatencyTable:
         journal = journal_path(path)
         has_journal = journal.exists()
         if path.exists() or not has_journal:
-            profile, correction, reference, entries = _parse_table(path)
+            profile, correction, levels, entries = _parse_table(path)
         else:
-            profile, correction, reference, entries = None, None, None, {}
+            profile, correction, levels, entries = None, None, {}, {}
         skipped = 0
         if has_journal:
             journal_profile, journaled, skipped = _parse_journal(journal)
@@ -304,9 +324,10 @@ class LatencyTable:
             elif journal_profile is not None and journal_profile != profile:
                 raise TableError(f"{journal}: damaged latency journal: it belongs to profile "
                                  f"{journal_profile.id}, the table to {profile.id}")
-            reference = journaled.pop(REFERENCE_KEY, reference)
+            for name, key in (("reference", REFERENCE_KEY), ("network_reference", NETWORK_REFERENCE_KEY)):
+                levels[name] = journaled.pop(key, levels.get(name))
             entries.update(journaled)
-        table = cls(profile, entries, correction, path, reference)
+        table = cls(profile, entries, correction, path, levels.get("reference"), levels.get("network_reference"))
         table.journal_skipped = skipped
         if expect is not None:
             table.require_profile(expect)

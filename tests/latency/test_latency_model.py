@@ -81,8 +81,9 @@ def scripted(monkeypatch, space):
 
 @pytest.fixture(autouse=True)
 def steady_probe(monkeypatch):
-    """The probe reads the same every time unless a test scripts a machine (no real timing in these tests)."""
+    """Both probes read the same every time unless a test scripts a machine (no real timing in these tests)."""
     monkeypatch.setattr(LatencyModel, "probe_ms", lambda self: PROBE_MS)
+    monkeypatch.setattr(LatencyModel, "network_probe_ms", lambda self: PROBE_MS)
 
 
 @pytest.fixture
@@ -250,6 +251,7 @@ class Machine:
         self.space, self.speeds, self.readings = space, speeds, readings
         self.speed, self.calls, self.groups = 1.0, 0, 0
         monkeypatch.setattr(LatencyModel, "probe_ms", lambda model: self.probe_ms())
+        monkeypatch.setattr(LatencyModel, "network_probe_ms", lambda model: self.probe_ms())
         monkeypatch.setattr(timing, "measure_modules", self.measure)
 
     def probe_ms(self) -> float:
@@ -275,7 +277,7 @@ def test_probe_cancels_a_group_wide_slowdown(monkeypatch, space, model) -> None:
     moves with it, so figures at the table's level are exact while the raw ones are not."""
     Machine(monkeypatch, space, speeds=itertools.cycle([1.0, 1.3, 0.8, 1.1]))
     fake_networks(monkeypatch)
-    model.table.reference = Entry(ms=PROBE_MS * 2.0, spread_ms=0.0, runs=10, rounds=1)  # every group off the band
+    model.table.network_reference = Entry(ms=PROBE_MS * 2.0, spread_ms=0.0, runs=10, rounds=1)  # all off the band
     archs = [sample(space, i) for i in range(20)]
     expected = [units_sum(space, a) for a in archs]
     scaled = model.measure_networks(space, archs, passes=3)
@@ -328,11 +330,31 @@ def test_a_group_timed_while_the_machine_changed_speed_is_timed_again(monkeypatc
     assert machine.groups == latency.GROUP_TRIES and model.probe_readings[-1] == pytest.approx(PROBE_MS * 2 ** 0.5)
 
 
-def test_current_speed_reads_the_probe_against_the_level(monkeypatch, space, model) -> None:
-    Machine(monkeypatch, space, readings=iter([1.0] * 8 + [1.5] * 8 + [1.04] * 8))
-    assert model.current_speed() == 1.0 and model.table.reference.ms == PROBE_MS  # the first readings set the level
-    assert model.current_speed() == pytest.approx(1.25)  # the session's median: 8 readings at 1.0, 8 at 1.5
-    assert model.current_speed() == 1.0  # 24 readings, median 1.04: within the probe's noise
+def test_current_speed_reads_the_network_probe_against_the_network_level(monkeypatch, space, model) -> None:
+    Machine(monkeypatch, space, readings=iter([1.0] * 5 + [1.5] * 5 + [1.04] * 5))
+    assert model.current_speed() == 1.0 and model.table.network_reference.ms == PROBE_MS  # first readings: the level
+    assert model.table.reference is None  # the units' level is the block probe's, untouched
+    assert model.current_speed() == pytest.approx(1.25)  # the session's median: 5 readings at 1.0, 5 at 1.5
+    assert model.current_speed() == 1.0  # 15 readings, median 1.04: within the network probe's noise
+
+
+def test_units_read_the_block_probe_and_networks_the_network_probe(monkeypatch, space, model, scripted) -> None:
+    """Each kind of figure is rescaled by its own probe against its own level: a slow block probe
+    (units' state) leaves network figures alone, and a slow network probe leaves unit entries alone."""
+    readings = {"block": PROBE_MS, "network": PROBE_MS}
+    monkeypatch.setattr(LatencyModel, "probe_ms", lambda self: readings["block"])
+    monkeypatch.setattr(LatencyModel, "network_probe_ms", lambda self: readings["network"])
+    arch = sample(space, 5)
+    unit = plan(space, arch).units[0]
+    model.measure_units(space, [unit])
+    model.measure_networks(space, [arch], passes=1)
+    assert model.table.reference.ms == model.table.network_reference.ms == PROBE_MS
+    readings["block"] = 2 * PROBE_MS
+    assert model.measure_networks(space, [arch], passes=1)[0] == pytest.approx(scripted(arch))
+    assert model.measure_units(space, [unit])[0].ms == pytest.approx(fake_unit_ms(unit.key.input_shape) / 2)
+    readings["block"], readings["network"] = PROBE_MS, 2 * PROBE_MS
+    assert model.measure_networks(space, [arch], passes=1)[0] == pytest.approx(scripted(arch) / 2)
+    assert model.measure_units(space, [unit])[0].ms == pytest.approx(fake_unit_ms(unit.key.input_shape))
 
 
 def test_figures_within_the_probes_noise_are_kept_as_timed(monkeypatch, space, model) -> None:

@@ -60,7 +60,7 @@ def test_file_is_readable_json_with_sorted_keys(saved: Path):
     text = saved.read_text()
     assert text.startswith('{\n "format": "nas-latency-table",\n "version": 2,\n "profile": {\n')
     doc = json.loads(text)
-    assert list(doc) == ["format", "version", "profile", "correction", "reference", "entries", "checksum"]
+    assert list(doc) == ["format", "version", "profile", "correction", "reference", "network_reference", "entries", "checksum"]
     assert list(doc["entries"]) == ["a", "b"]
     assert doc["entries"]["a"] == {"ms": 1.25, "spread_ms": 0.05, "runs": 15, "rounds": 1}
     assert len(doc["checksum"]) == 64
@@ -71,9 +71,9 @@ def test_add_validates_and_replaces(tmp_path: Path):
     table.add("k", A)
     table.add("k", B)
     assert table.get("k") == B and len(table) == 1
-    with pytest.raises(LatencyError, match="^table keys must be non-empty strings other than '@reference', got ''$"):
+    with pytest.raises(LatencyError, match="^table keys must be non-empty strings other than '@reference' and '@network_reference', got ''$"):
         table.add("", A)
-    with pytest.raises(LatencyError, match="other than '@reference', got '@reference'$"):
+    with pytest.raises(LatencyError, match="'@network_reference', got '@reference'$"):
         table.add("@reference", A)  # the journal's line for the table's level
     with pytest.raises(LatencyError, match="^table entries must be Entry, got dict$"):
         table.add("k", {"ms": 1.0})  # type: ignore[arg-type]
@@ -315,3 +315,37 @@ def test_the_level_is_saved_journaled_and_merged(tmp_path: Path):
     again = LatencyTable.load(tmp_path / "t.json")
     assert again.reference == B and "@reference" not in again.entries
     assert json.loads((tmp_path / "t.json").read_text())["reference"] == B.to_dict()
+
+
+def test_the_network_level_is_saved_journaled_and_merged(tmp_path: Path):
+    table = LatencyTable.create(PROFILE, tmp_path / "t.json")
+    with pytest.raises(RuntimeError), table.open_journal():
+        table.add("a", A)
+        table.set_reference(B)
+        table.set_network_reference(C)
+        raise RuntimeError("killed mid-build")
+    resumed = LatencyTable.load(tmp_path / "t.json")
+    assert (resumed.reference, resumed.network_reference, resumed.entries) == (B, C, {"a": A})
+    resumed.save()
+    again = LatencyTable.load(tmp_path / "t.json")
+    assert again.network_reference == C and "@network_reference" not in again.entries
+    assert json.loads((tmp_path / "t.json").read_text())["network_reference"] == C.to_dict()
+    with pytest.raises(LatencyError, match="other than '@reference' and '@network_reference'"):
+        table.add("@network_reference", A)
+
+
+def test_a_table_written_before_the_network_level_existed_still_loads(saved: Path):
+    """Version-2 tables from before the network probe have no `network_reference` field; their
+    checksum covers the fields they have, so they load unchanged with no network level."""
+    from proxies.latency.table import _checksum
+
+    doc = json.loads(saved.read_text())
+    del doc["network_reference"]
+    doc["checksum"] = _checksum(doc)
+    saved.write_text(json.dumps(doc, indent=1))
+    table = LatencyTable.load(saved)
+    assert table.network_reference is None and table.entries == {"a": A, "b": B}
+    doc["network_reference"] = {"ms": -1}  # present but broken is still refused
+    doc["checksum"] = _checksum(doc)
+    saved.write_text(json.dumps(doc, indent=1))
+    assert "network_reference" in load_error(saved)
