@@ -12,7 +12,7 @@ the machine's speed against the table's level is known: figures are reported bot
 The table comes from one of:
   --table build    a fresh full build (`nas lut build`: every unit, then a correction on 20 networks)
   --table search   a fresh, empty cache filled only by a `--trials` search (what `make run` does)
-  --lut FILE       an existing table
+  --lut FILE       an existing table (with --refit: its correction fitted again now, on --fit networks)
 
 Figures: table build time, the correction, our own end-to-end measurement against the
 prediction (as `nas lut validate` reports it), the referee against the prediction, our
@@ -92,6 +92,10 @@ def the_table(args: argparse.Namespace, space: SearchSpace, profile: DeviceProfi
     """The table of --lut or --table, and what making it found; prints both."""
     if args.lut:
         model, info = model_for(args.backend, args.threads, lut=args.lut), {"lut": args.lut}
+        if args.refit:
+            model.fit_correction(space, n=args.fit, passes=args.passes, progress=bar("fitting correction"))
+            model.table.save()
+            info["fit_note"] = model.last_fit_note
     elif args.table == "build":
         model, info = table_by_build(space, profile, folder, args.fit, args.passes)
     else:
@@ -159,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="torch", choices=["torch", "torchscript", "onnxruntime"])
     p.add_argument("--table", choices=["build", "search"], default="build")
     p.add_argument("--lut", help="an existing table file instead of --table")
+    p.add_argument("--refit", action="store_true", help="--lut: fit its correction again first")
     p.add_argument("--trials", type=int, default=200, help="--table search: trials")
     p.add_argument("--target", default="25ms", help="--table search: target latency")
     p.add_argument("--samples", type=int, default=50, help="random networks compared")

@@ -35,6 +35,8 @@ def _show(args: argparse.Namespace) -> int:
     print("  correction           " + (describe(info.correction) if info.correction else "none fitted"))
     print("  speed level          " + (f"the probe took {info.level_ms:.3f} ms" if info.level_ms is not None
                                       else "none (nothing measured here yet, or imported from a device)"))
+    print("  network level        " + (f"the network probe took {info.network_level_ms:.2f} ms"
+                                      if info.network_level_ms is not None else "none (no network timed yet)"))
     if info.coverage is not None:
         cov = info.coverage
         print(f"coverage of {cov['space']}: {cov['covered']}/{cov['units']} units ({cov['fraction']:.1%})")
@@ -67,8 +69,8 @@ def _print_validation(space: str, report: dict[str, Any], correction: Any) -> No
     print(f"  Spearman       {report['spearman']:.4f}")
     print(f"  Kendall        {report['kendall']:.4f}")
     raw = report["raw"]
-    print(f"  (figures above are at the table's speed level, through the probe timed before and after each "
-          f"group; against the medians as timed: within +-10% {raw['within_10pct']:.1%}, MAPE {raw['mape']:.2%}, "
+    print(f"  (figures above are at the table's speed level, through the network probe timed before and after "
+          f"each network; against the medians as timed: within +-10% {raw['within_10pct']:.1%}, MAPE {raw['mape']:.2%}, "
           f"Spearman {raw['spearman']:.4f}; the machine ran at {report['speed']:.2f}x the level, moving "
           f"{report['drift_cv']:.1%} between groups)")
     if report["measurement_cv"] is not None:

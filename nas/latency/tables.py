@@ -59,15 +59,16 @@ class TableInfo:
     profile: dict[str, Any]
     entries: int
     correction: Correction | None
-    level_ms: float | None  # the probe's time at the table's speed level (None: nothing measured here)
+    level_ms: float | None  # the block probe's time at the table's speed level (None: nothing measured here)
     coverage: dict[str, Any] | None = None  # space, units, covered, fraction
+    network_level_ms: float | None = None  # the network probe's time when its networks were timed
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (`nas lut show --json`)."""
         info: dict[str, Any] = {"file": self.file, "profile_id": self.profile_id, "profile": self.profile,
                                 "entries": self.entries,
                                 "correction": None if self.correction is None else self.correction.to_dict(),
-                                "level_ms": self.level_ms}
+                                "level_ms": self.level_ms, "network_level_ms": self.network_level_ms}
         if self.coverage is not None:
             info["coverage"] = self.coverage
         return info
@@ -83,4 +84,5 @@ def table_info(file: str, space_file: str | None = None) -> TableInfo:
         coverage = {"space": space_file, "units": len(keys), "covered": have, "fraction": have / len(keys)}
     return TableInfo(file=file, profile_id=table.profile.id, profile=table.profile.to_dict(), entries=len(table),
                      correction=table.correction,
-                     level_ms=table.reference.ms if table.reference is not None else None, coverage=coverage)
+                     level_ms=table.reference.ms if table.reference is not None else None, coverage=coverage,
+                     network_level_ms=None if table.network_reference is None else table.network_reference.ms)
