@@ -32,12 +32,12 @@ PROBE_MEASURE = {"warmup": 3, "min_runs": 30, "min_time_s": 0.0, "max_rounds": 1
 # another state (readings of 1.4x and 2.2x the quiet one were common) and figures are rescaled.
 PROBE_BAND = 0.08
 
-# The network probe: a whole small network, timed as networks are (alone, as deployed). The block probe
-# above misses what slows networks most on this 2-core VM: with a busy process on one core, 2-thread
-# networks ran 7-50x slower while the block probe read 1.0-1.6x (its convolutions are small enough to
-# run mostly on one thread), and a network-sized module slowed by the same order. Networks (the correction's fit,
-# validation, `arch stats --measure`, the winner check) and a search's reading of the machine's speed
-# therefore use this one; units keep the block probe, which is their size.
+# The network probe: a whole small network, timed as networks are (alone, as deployed). The block
+# probe above misses what slows networks most on this 2-core VM: with a busy process on one core,
+# 2-thread networks ran 7-50x slower while the block probe read 1.0-1.6x (its convolutions are small
+# enough to run mostly on one thread), and a network-sized module slowed by the same order. Networks
+# (the correction's fit, validation, `arch stats --measure`, the winner check) and a search's reading
+# of the machine's speed therefore use this one; units keep the block probe, which is their size.
 NETWORK_PROBE_SHAPE = (3, 224, 224)
 NETWORK_PROBE_MEASURE = {"warmup": 2, "min_runs": 12, "min_time_s": 0.0, "max_rounds": 1}
 NETWORK_PROBE_BAND = 0.05
