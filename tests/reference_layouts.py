@@ -215,6 +215,107 @@ def mobilenext_layers() -> Iterator[Layer]:
     yield linear(1280, NUM_CLASSES)
 
 
+# --- MobileNetV4-Conv (timm `_gen_mobilenet_v4`, conv variants) --------------------------------
+# timm's block strings verbatim: type (cn conv+BN+act, er fused IB, uir UIB), r repeats, a start dw
+# kernel (uir; 0 or absent = none), k kernel (uir: mid dw, 0 = none), s stride of the first repeat,
+# e expansion, c out channels. Stem: 3x3 s2 conv; head: pool -> 1x1 960->1280 (no bias) + BN + act
+# -> Linear(1280, 1000). Conv variants have no layer scale.
+MOBILENET_V4_CONV = {
+    "small": (32, (
+        ("cn_r1_k3_s2_e1_c32", "cn_r1_k1_s1_e1_c32"),
+        ("cn_r1_k3_s2_e1_c96", "cn_r1_k1_s1_e1_c64"),
+        ("uir_r1_a5_k5_s2_e3_c96", "uir_r4_a0_k3_s1_e2_c96", "uir_r1_a3_k0_s1_e4_c96"),
+        ("uir_r1_a3_k3_s2_e6_c128", "uir_r1_a5_k5_s1_e4_c128", "uir_r1_a0_k5_s1_e4_c128",
+         "uir_r1_a0_k5_s1_e3_c128", "uir_r2_a0_k3_s1_e4_c128"),
+        ("cn_r1_k1_s1_c960",),
+    )),
+    "medium": (32, (
+        ("er_r1_k3_s2_e4_c48",),
+        ("uir_r1_a3_k5_s2_e4_c80", "uir_r1_a3_k3_s1_e2_c80"),
+        ("uir_r1_a3_k5_s2_e6_c160", "uir_r2_a3_k3_s1_e4_c160", "uir_r1_a3_k5_s1_e4_c160",
+         "uir_r1_a3_k3_s1_e4_c160", "uir_r1_a3_k0_s1_e4_c160", "uir_r1_a0_k0_s1_e2_c160",
+         "uir_r1_a3_k0_s1_e4_c160"),
+        ("uir_r1_a5_k5_s2_e6_c256", "uir_r1_a5_k5_s1_e4_c256", "uir_r2_a3_k5_s1_e4_c256",
+         "uir_r1_a0_k0_s1_e4_c256", "uir_r1_a3_k0_s1_e4_c256", "uir_r1_a3_k5_s1_e2_c256",
+         "uir_r1_a5_k5_s1_e4_c256", "uir_r2_a0_k0_s1_e4_c256", "uir_r1_a5_k0_s1_e2_c256"),
+        ("cn_r1_k1_s1_c960",),
+    )),
+    "large": (24, (
+        ("er_r1_k3_s2_e4_c48",),
+        ("uir_r1_a3_k5_s2_e4_c96", "uir_r1_a3_k3_s1_e4_c96"),
+        ("uir_r1_a3_k5_s2_e4_c192", "uir_r3_a3_k3_s1_e4_c192", "uir_r1_a3_k5_s1_e4_c192",
+         "uir_r5_a5_k3_s1_e4_c192", "uir_r1_a3_k0_s1_e4_c192"),
+        ("uir_r4_a5_k5_s2_e4_c512", "uir_r1_a5_k0_s1_e4_c512", "uir_r1_a5_k3_s1_e4_c512",
+         "uir_r2_a5_k0_s1_e4_c512", "uir_r1_a5_k3_s1_e4_c512", "uir_r1_a5_k5_s1_e4_c512",
+         "uir_r3_a5_k0_s1_e4_c512"),
+        ("cn_r1_k1_s1_c960",),
+    )),
+}
+MOBILENET_V4_HEAD = 1280
+
+
+def _block_options(text: str) -> tuple[str, dict[str, float]]:
+    kind, *parts = text.split("_")
+    return kind, {p[0]: float(p[1:]) for p in parts}
+
+
+def mobilenet_v4_layers(variant: str) -> Iterator[Layer]:
+    """timm's EfficientNetBuilder over the block strings: UIB mid width make_divisible(in * e), start dw
+    strided only when there is no mid dw, the 1x1 expansion always present; fused IB expands with its KxK."""
+    stem, stages = MOBILENET_V4_CONV[variant]
+    c = stem
+    yield conv(3, c, 3, 2)
+    for stage in stages:
+        for text in stage:
+            kind, o = _block_options(text)
+            for i in range(int(o["r"])):
+                stride, out, k = (int(o["s"]) if i == 0 else 1), int(o["c"]), int(o["k"])
+                if kind == "cn":
+                    yield conv(c, out, k, stride)
+                elif kind == "er":
+                    mid = make_divisible(c * o["e"])
+                    yield conv(c, mid, k, stride)
+                    yield conv(mid, out)
+                elif kind == "uir":
+                    start, mid = int(o.get("a", 0)), make_divisible(c * o["e"])
+                    if start:
+                        yield dw(c, start, 1 if k else stride)
+                    yield conv(c, mid)
+                    if k:
+                        yield dw(mid, k, stride)
+                    yield conv(mid, out)
+                else:
+                    raise ValueError(f"unknown block type in {text!r}")
+                c = out
+    yield conv(c, MOBILENET_V4_HEAD)  # after global pooling
+    yield linear(MOBILENET_V4_HEAD, NUM_CLASSES)
+
+
+def mobilenet_v4_params(variant: str) -> int:
+    """Every conv of MobileNetV4-Conv is bias-free and followed by a BatchNorm (weight and bias)."""
+    total = 0
+    for layer in mobilenet_v4_layers(variant):
+        if layer.kind == "conv":
+            total += layer.cin // layer.groups * layer.cout * layer.kernel ** 2 + 2 * layer.cout
+        else:
+            total += layer.cin * layer.cout + (layer.cout if layer.bias else 0)
+    return total
+
+
+def mobilenet_v4_macs(variant: str, resolution: int) -> int:
+    """Conv and linear multiply-accumulates at a square input of `resolution` ('same' padding)."""
+    total, size = 0, resolution
+    for layer in mobilenet_v4_layers(variant):
+        if layer.kind == "conv":
+            if layer.cout == MOBILENET_V4_HEAD:
+                size = 1  # the head conv runs on the pooled features
+            size = (size - 1) // layer.stride + 1
+            total += layer.cin // layer.groups * layer.cout * layer.kernel ** 2 * size * size
+        else:
+            total += layer.cin * layer.cout
+    return total
+
+
 LAYOUTS = {
     "mobilenet_v1": mobilenet_v1_layers,
     "mobilenet_v2": lambda: mobilenet_v2_layers(1.0),
@@ -226,4 +327,7 @@ LAYOUTS = {
     "shufflenet_v2_x1_0": lambda: shufflenet_v2_layers((116, 232, 464)),
     "shufflenet_v2_x1_5": lambda: shufflenet_v2_layers((176, 352, 704)),
     "mobilenext": mobilenext_layers,
+    "mobilenet_v4_conv_small": lambda: mobilenet_v4_layers("small"),
+    "mobilenet_v4_conv_medium": lambda: mobilenet_v4_layers("medium"),
+    "mobilenet_v4_conv_large": lambda: mobilenet_v4_layers("large"),
 }

@@ -11,9 +11,10 @@ from proxies.flops import Counts
 
 from roots import SPACES_DIR
 
-SHIPPED = ["sandglass", "mobilenet_v3"]
-# SE + hardswish; max-pool stem + grouped first unit; channel split + mean pool; sandglass layouts.
-REFERENCES = ["mobilenet_v3_small", "shufflenet_v1_g3", "shufflenet_v2_x1_0", "mobilenext"]
+SHIPPED = ["sandglass", "mobilenet_v3", "mobilenet_v4"]
+# SE + hardswish; max-pool stem + grouped first unit; channel split + mean pool; sandglass layouts;
+# uib / fused_ib and the post-pooling conv + BN head.
+REFERENCES = ["mobilenet_v3_small", "shufflenet_v1_g3", "shufflenet_v2_x1_0", "mobilenext", "mobilenet_v4_conv_small"]
 
 _spaces: dict[str, object] = {}
 

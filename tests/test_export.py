@@ -55,7 +55,8 @@ def all_ops_yaml() -> str:
 ALL_OPS = all_ops_yaml()
 
 CASES = ([p.stem for p in REFERENCES] + ["all_ops"]
-         + [f"sandglass-seed{s}" for s in (0, 1, 2)] + [f"mobilenet_v3-seed{s}" for s in (0, 1)])
+         + [f"sandglass-seed{s}" for s in (0, 1, 2)] + [f"mobilenet_v3-seed{s}" for s in (0, 1)]
+         + [f"mobilenet_v4-seed{s}" for s in (0, 1)])
 
 
 @pytest.fixture(scope="module")

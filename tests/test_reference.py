@@ -10,7 +10,7 @@ from torch import nn
 from nas.builder import build
 from nas.space import load_space
 from proxies.flops import Counts, count_module
-from reference_layouts import LAYOUTS, Layer, mobilenext_rows
+from reference_layouts import LAYOUTS, Layer, mobilenet_v4_macs, mobilenet_v4_params, mobilenext_rows
 from roots import SPACES_DIR
 
 REFERENCE_DIR = SPACES_DIR / "reference"
@@ -29,7 +29,15 @@ EXPECTED = {
     "shufflenet_v2_x1_0": (2_278_604, 144_907_992),
     "shufflenet_v2_x1_5": (3_503_624, 295_759_392),
     "mobilenext": (3_535_416, 311_342_592),
+    # timm mobilenetv4_conv_small / _medium / _large: 3.77M, 9.72M, 32.59M params (timm's tables); the
+    # integers and the MACs at 224 come from reference_layouts' generator over timm's block strings
+    "mobilenet_v4_conv_small": (3_774_024, 186_005_568),
+    "mobilenet_v4_conv_medium": (9_715_512, 827_649_984),
+    "mobilenet_v4_conv_large": (32_590_864, 2_171_341_312),
 }
+# MobileNetV4 at the paper's resolutions (S 224, M 256, L 384): MACs of conv + linear from the same generator
+MNV4_NATIVE = {"mobilenet_v4_conv_small": (224, 186_005_568), "mobilenet_v4_conv_medium": (256, 1_080_244_224),
+               "mobilenet_v4_conv_large": (384, 6_376_220_672)}
 NAMES = sorted(EXPECTED)
 
 
@@ -129,3 +137,22 @@ def test_mobilenext_blocks_match_table(reference) -> None:
         assert tuple(y[1:]) == (row.cout, row.size_out, row.size_out), f"block {i} output"
         assert sum(p.numel() for p in unit.parameters()) == row.params, f"block {i} params"
         assert unit.use_residual == row.residual, f"block {i} residual"
+
+
+@pytest.mark.parametrize("name", sorted(MNV4_NATIVE))
+def test_mobilenet_v4_at_the_papers_resolution(reference, name: str) -> None:
+    """The YAML's resolution is the paper's; the built model's MACs there match the independent count."""
+    variant = name.rsplit("_", 1)[1]
+    res, macs = MNV4_NATIVE[name]
+    assert load_space(REFERENCE_DIR / f"{name}.yaml").resolution == (res,)
+    assert (mobilenet_v4_params(variant), mobilenet_v4_macs(variant, res)) == (EXPECTED[name][0], macs)
+    model, _ = reference(name)
+    assert count_module(model, (1, 3, res, res)).macs == macs
+
+
+def test_mobilenet_v4_blocks_have_residuals_where_timm_does(reference) -> None:
+    """timm adds the input back in UIB / fused IB blocks at stride 1 with equal widths, never in conv blocks."""
+    model, _ = reference("mobilenet_v4_conv_small")
+    residual = [getattr(u, "use_residual", None) for u in model.blocks]
+    # 4 conv_bn_act, then s3: ExtraDW s2, 4 IB, ConvNext; s4: ExtraDW s2, ExtraDW, 4 IB
+    assert residual == [None] * 4 + [False] + [True] * 5 + [False] + [True] * 5

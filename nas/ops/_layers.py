@@ -61,7 +61,7 @@ class SqueezeExcite(nn.Module):
 
 def init_weights(model: nn.Module) -> None:
     """torchvision's MobileNet scheme: He-normal (fan-out) convs, unit BatchNorm with fresh statistics,
-    N(0, 0.01) linears; zero biases."""
+    N(0, 0.01) linears; zero biases. Any other module with a `reset_parameters` method resets itself."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -69,5 +69,7 @@ def init_weights(model: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.01)
         elif isinstance(m, nn.BatchNorm2d):
             m.reset_parameters()
+        elif callable(getattr(m, "reset_parameters", None)):
+            m.reset_parameters()  # an op's own parameter module (e.g. a layer scale) sets its start value
         if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
             nn.init.zeros_(m.bias)

@@ -44,6 +44,8 @@ def fixed_dict(space: SearchSpace, arch: Mapping[str, Any], name: str | None = N
     head_data["pool"] = head.pool
     if head.hidden is not None:
         head_data["hidden"] = {"out": head.hidden, "act": head.hidden_act}
+        if head.hidden_norm:
+            head_data["hidden"]["norm"] = True
     head_data.update(dropout=head.dropout, bias=head.bias)
     data: dict[str, Any] = {
         "name": name or f"{space.name}-arch",

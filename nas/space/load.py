@@ -165,15 +165,16 @@ def _stem(r: _Reader, raw: Any) -> StemSpec:
 def _head(r: _Reader, raw: Any) -> HeadSpec:
     m = r.mapping(raw, "head", ("conv", "pool", "hidden", "dropout", "bias"))
     layers = {}
-    for part in ("conv", "hidden"):
+    for part, keys in (("conv", ("out", "act")), ("hidden", ("out", "act", "norm"))):
         if part in m:
-            sub = r.mapping(m[part], f"head.{part}", ("out", "act"), ("out",))
+            sub = r.mapping(m[part], f"head.{part}", keys, ("out",))
             layers[part] = (r.integer(sub["out"], f"head.{part}.out", minimum=1),
                             r.one_of(sub.get("act", "relu" if part == "conv" else "hardswish"),
-                                     f"head.{part}.act", ACTIVATIONS, "activations"))
-    conv, hidden = layers.get("conv", (None, "relu")), layers.get("hidden", (None, "hardswish"))
+                                     f"head.{part}.act", ACTIVATIONS, "activations"),
+                            r.boolean(sub.get("norm", False), f"head.{part}.norm"))
+    conv, hidden = layers.get("conv", (None, "relu", False)), layers.get("hidden", (None, "hardswish", False))
     return HeadSpec(
-        conv_out=conv[0], conv_act=conv[1], hidden=hidden[0], hidden_act=hidden[1],
+        conv_out=conv[0], conv_act=conv[1], hidden=hidden[0], hidden_act=hidden[1], hidden_norm=hidden[2],
         pool=r.one_of(m.get("pool", "avg"), "head.pool", POOLS, "pools"),
         dropout=r.number(m.get("dropout", 0.0), "head.dropout", 0, 0.99, low_open=False),
         bias=r.boolean(m.get("bias", True), "head.bias"),

@@ -209,7 +209,7 @@ def head_configs(space: SearchSpace, channels: int) -> list[BlockConfig]:
     configs.append(BlockConfig(op="classifier", cin=channels, cout=space.num_classes,
                                hidden=space.head_channels(head.hidden) if head.hidden else 0,
                                act=head.hidden_act if head.hidden else "none", dropout=head.dropout,
-                               bias=head.bias))
+                               bias=head.bias, hidden_norm=bool(head.hidden and head.hidden_norm)))
     return configs
 
 

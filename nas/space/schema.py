@@ -49,6 +49,7 @@ class HeadSpec:
     pool: str = "avg"
     hidden: int | None = None  # optional Linear + act before the classifier (MobileNetV3)
     hidden_act: str = "hardswish"
+    hidden_norm: bool = False  # the hidden layer as 1x1 conv (no bias) + BN + act (MobileNetV4)
     dropout: float = 0.0
     bias: bool = True
 

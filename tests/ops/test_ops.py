@@ -92,12 +92,31 @@ LAYERS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
                            [pw(24, 24), "BatchNorm2d 24", "SiLU", dw(24, 5), "BatchNorm2d 24",
                             pw(24, 24), "BatchNorm2d 24", "SiLU"]),
     "squeeze_excite": ("squeeze_excite", dict(cin=32, cout=32), se(32, 8)),
+    # uib: [start dw + BN, linear] -> 1x1 expand + BN + act (always) -> [mid dw + BN + act] -> [SE] -> 1x1 + BN
+    "uib-extra-dw": ("uib", dict(cin=16, cout=24, start_kernel=5, mid_kernel=3, expand=3, stride=2),
+                     [dw(16, 5), "BatchNorm2d 16", pw(16, 48), "BatchNorm2d 48", "ReLU", dw(48, 3, 2),
+                      "BatchNorm2d 48", "ReLU", pw(48, 24), "BatchNorm2d 24"]),  # stride on the mid dw
+    "uib-ib-se": ("uib", dict(cin=16, cout=16, start_kernel=0, mid_kernel=5, expand=3, se=True, act="hardswish"),
+                  [pw(16, 48), "BatchNorm2d 48", "Hardswish", dw(48, 5), "BatchNorm2d 48", "Hardswish",
+                   *se(48, 16), pw(48, 16), "BatchNorm2d 16"]),
+    "uib-convnext": ("uib", dict(cin=16, cout=24, start_kernel=3, mid_kernel=0, expand=4, stride=2),
+                     [dw(16, 3, 2), "BatchNorm2d 16", pw(16, 64), "BatchNorm2d 64", "ReLU", pw(64, 24),
+                      "BatchNorm2d 24"]),  # no mid dw: the start dw strides
+    "uib-ffn-layer-scale": ("uib", dict(cin=16, cout=16, start_kernel=0, mid_kernel=0, expand=1, layer_scale=1e-5),
+                            [pw(16, 16), "BatchNorm2d 16", "ReLU", pw(16, 16), "BatchNorm2d 16", "LayerScale"]),
+    # fused_ib: KxK conv expand (strided) + BN + act -> [SE] -> 1x1 project + BN
+    "fused_ib": ("fused_ib", dict(cin=32, cout=48, kernel=3, expand=4, stride=2),
+                 ["Conv2d 32->128 k3 s2 g1", "BatchNorm2d 128", "ReLU", pw(128, 48), "BatchNorm2d 48"]),
+    "fused_ib-se": ("fused_ib", dict(cin=16, cout=16, kernel=5, expand=2, se=True, act="relu6"),
+                    ["Conv2d 16->32 k5 s1 g1", "BatchNorm2d 32", "ReLU6", *se(32, 8), pw(32, 16), "BatchNorm2d 16"]),
     "max_pool": ("max_pool", dict(cin=16, cout=16, kernel=3, stride=2), ["MaxPool2d"]),
     "global_pool-avg": ("global_pool", dict(pool="avg"), ["AdaptiveAvgPool2d"]),
     "global_pool-mean": ("global_pool", dict(pool="mean"), []),
     "classifier": ("classifier", dict(cin=32, cout=10, hidden=64, act="hardswish", dropout=0.2, bias=True),
                    ["Linear 32->64", "Hardswish", "Dropout", "Linear 64->10"]),
     "classifier-plain": ("classifier", dict(cin=32, cout=10), ["Linear 32->10"]),
+    "classifier-hidden-norm": ("classifier", dict(cin=32, cout=10, hidden=64, act="relu", hidden_norm=True),
+                               [pw(32, 64), "BatchNorm2d 64", "ReLU", "Linear 64->10"]),
 }
 
 # op: [(an impossible config's settings, the exact reason `check` gives)]. Every op that overrides
@@ -133,6 +152,10 @@ IMPOSSIBLE: dict[str, list[tuple[dict[str, Any], str]]] = {
     "sandglass": [
         (dict(cin=32, cout=32, hidden=0), "sandglass hidden width must be at least 1 (got 0)"),
     ],
+    "uib": [
+        (dict(cin=32, cout=48, start_kernel=0, mid_kernel=0, expand=4, stride=2),
+         "uib without a depthwise conv cannot stride (got stride 2)"),
+    ],
 }
 
 # op: [(cin, cout, expand, hidden, resolved hidden width)]
@@ -142,6 +165,10 @@ HIDDEN: dict[str, list[tuple[int, int, float | None, int | None, int]]] = {
     # in // t, raised to make_divisible(ceil(out / 6), 16) when below out / 6
     "sandglass": [(96, 96, 6, None, 16), (32, 48, 4, None, 8), (24, 96, 6, None, 16), (48, 160, 6, None, 32),
                   (96, 96, None, 24, 24)],
+    # make_divisible(in * expand, 8), timm's rounding (IR's round() would give 92 and 25)
+    "uib": [(16, 24, 3, None, 48), (40, 40, 2.3, None, 96), (10, 10, 2.5, None, 24), (32, 32, 1, None, 32),
+            (24, 24, None, 40, 40)],
+    "fused_ib": [(32, 48, 4, None, 128), (24, 48, 4, None, 96), (40, 40, 2.3, None, 96), (24, 24, None, 40, 40)],
     "shuffle_v1": [(24, 48, None, None, 12), (240, 240, None, None, 60)],
     "shuffle_v2": [(24, 48, None, None, 24), (116, 116, None, None, 58)],
     **{op: [(16, 32, None, None, 0)] for op in
@@ -157,6 +184,9 @@ SE: dict[str, list[tuple[dict[str, Any], int]]] = {
     "inverted_residual": [(dict(cin=16, cout=24, expand=3, se=True), 16), (dict(cin=16, cout=24, expand=3), 0)],
     # on cout: 64 * 0.25 = 16 (cin would give 8, hidden 8)
     "sandglass": [(dict(cin=32, cout=64, expand=4, se=True), 16), (dict(cin=32, cout=64, expand=4), 0)],
+    # on hidden: 16 * 3 = 48 -> 16 (cin would give 8)
+    "uib": [(dict(cin=16, cout=24, expand=3, se=True), 16), (dict(cin=16, cout=24, expand=3), 0)],
+    "fused_ib": [(dict(cin=16, cout=24, expand=3, se=True), 16), (dict(cin=16, cout=24, expand=3), 0)],
     # no `se` field: always on, on cin
     "squeeze_excite": [(dict(cin=32, cout=32), 8), (dict(cin=96, cout=96, se_ratio=0.5), 48)],
     **{op: [(dict(cin=64, cout=64, se=True), 0)] for op in
@@ -191,7 +221,7 @@ def test_required_fields_are_fields_the_op_reads(op: str) -> None:
 def test_required_fields_of_the_builtin_ops() -> None:
     assert {op: get_op(op).required for op in ALL if get_op(op).required} == {
         "inverted_residual": (("expand", "hidden"),), "sandglass": (("expand", "hidden"),),
-        "shuffle_v1": (("groups",),)}
+        "shuffle_v1": (("groups",),), "uib": (("expand", "hidden"),), "fused_ib": (("expand", "hidden"),)}
 
 
 def test_stage_ops_have_unique_short_names() -> None:
@@ -199,7 +229,7 @@ def test_stage_ops_have_unique_short_names() -> None:
     assert all(shorts) and len(set(shorts)) == len(shorts)
     assert dict(zip(STAGE, shorts)) == {"conv_bn_act": "cba", "dwsep": "ds", "inverted_residual": "ir",
                                         "sandglass": "sg", "shuffle_v1": "sh1", "shuffle_v2": "sh2",
-                                        "squeeze_excite": "sqe"}
+                                        "squeeze_excite": "sqe", "uib": "ub", "fused_ib": "fib"}
     assert set(ALL) - set(STAGE) == {"classifier", "global_pool", "max_pool"}
     assert all(get_op(op).example is not None for op in STAGE)
 
@@ -323,7 +353,8 @@ def test_inverted_residual_adds_its_input_at_stride_1_equal_widths(settings: dic
 def test_every_public_module_is_imported_and_registers_its_ops() -> None:
     ops_dir = Path(nas.ops.__file__).parent
     public = sorted(p.stem for p in ops_dir.glob("*.py") if not p.stem.startswith("_"))
-    assert list(nas.ops._operator_modules()) == public == ["heads", "mobilenet", "sandglass", "shuffle"]
+    assert list(nas.ops._operator_modules()) == public == ["heads", "mobilenet", "mobilenet_v4", "sandglass",
+                                                                   "shuffle"]
     for name in public:
         module = sys.modules[f"nas.ops.{name}"]
         classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, Op)

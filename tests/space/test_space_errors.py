@@ -14,6 +14,7 @@ import yaml
 
 from nas.cli import main
 from nas.errors import ArchError, NasError, SpaceError
+from nas.ops import block_fields, op_names
 from nas.space import Arch, decisions, load_space, plan, sample
 
 # A valid space: 3 stages, 6 decisions (s2.depth, s2.width, s2.b{0,1}.{kernel,expand}).
@@ -40,10 +41,14 @@ BACKBONE["stages"][1] = {"name": "s2", "stride": 2, "depth": 2, "width": 24,
                          "block": {"op": "inverted_residual", "kernel": 5, "expand": 6}}
 
 TOP = "name, in_channels, num_classes, resolution, width_mult, channel_divisor, norm, stem, stages, head, backbone"
-FIELDS = "op, kernel, expand, hidden, se, act, groups, identity_mult, se_ratio, se_gate"
+# every declared block field and stage op: operator files add theirs, so the lists come from the registry
+FIELDS = ", ".join(block_fields())
+assert FIELDS.startswith("op, kernel, expand, hidden, se, act, groups, identity_mult, se_ratio, se_gate")
 KERNELS = "(1, 3, 5, 7, 9, 11)"
 ACTS = "relu, relu6, hardswish, silu, none"
-STAGE_OPS = "conv_bn_act, dwsep, inverted_residual, sandglass, shuffle_v1, shuffle_v2, squeeze_excite"
+STAGE_OPS = ", ".join(op_names(stage_only=True))
+assert {"conv_bn_act", "dwsep", "inverted_residual", "sandglass", "shuffle_v1", "shuffle_v2",
+        "squeeze_excite"} <= set(op_names(stage_only=True))
 STAGE_NAME_RULE = "(lower-case letters, digits, '_'; not 'res')"
 
 
