@@ -83,3 +83,37 @@ def test_the_real_run_worker_joins_a_run_on_postgresql(tmp_path: Path, write_yam
     assert sorted(numbers) == list(range(len(trials)))
     assert not [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) >= 30
+
+
+def test_tasks_go_to_an_existing_scheduler(tmp_path: Path) -> None:
+    """The recipe's path: `dask scheduler` and `dask worker` started apart (as on other machines), and the
+    launcher given the scheduler's address; each task runs in a worker process of that cluster."""
+    pytest.importorskip("dask.distributed", reason="dask is not installed (pip install -e '.[dask]')")
+    import json
+    import subprocess
+
+    from roots import ROOT
+
+    address_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    dask = [sys.executable, "-m", "dask"]
+    procs = [subprocess.Popen([*dask, "scheduler", "--scheduler-file", str(address_file), "--port", "0",
+                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not address_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(address_file.read_text())["address"]
+        procs.append(subprocess.Popen([*dask, "worker", address, "--nthreads", "1", "--nworkers", "2",
+                                       "--no-dashboard"], env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        from dask.distributed import Client
+
+        with Client(address) as client:  # both worker processes joined, so each gets one task
+            client.wait_for_workers(2, timeout=60)
+        results = launch(tmp_path / "run", 2, address=address, task=stand_in)
+        assert len({r[0] for r in results} - {os.getpid()}) == 2
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=30)
