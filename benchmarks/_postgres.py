@@ -111,9 +111,9 @@ class Server:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def sql(self, statement: str) -> None:
-        """Run one statement as the superuser on the `postgres` database (psql, so no driver is needed)."""
-        _run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", "postgres", "-q",
+    def sql(self, statement: str, database: str = "postgres") -> None:
+        """Run one statement as the superuser on `database` (psql, so no driver is needed)."""
+        _run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", database, "-q",
              "-v", "ON_ERROR_STOP=1", "-c", statement)
 
     def create_database(self, name: str | None = None) -> str:

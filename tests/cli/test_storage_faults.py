@@ -67,11 +67,8 @@ def test_wrong_password(search_args, tmp_path: Path, postgres_server: _postgres.
 
 
 def test_a_database_that_is_not_a_study(search_args, tmp_path: Path, postgres_server: _postgres.Server) -> None:
-    import psycopg
-
     db = postgres_server.create_database()
-    with psycopg.connect(postgres_server.url(db).replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
-        c.execute("CREATE TABLE studies (id integer, title text)")
+    postgres_server.sql("CREATE TABLE studies (id integer, title text)", database=db)
     line = _refused(search_args, postgres_server.url(db), tmp_path / "run")
     assert line.endswith(": the database is not an Optuna study database (it has other tables: studies); give an "
                          "empty database or one made by nas search")

@@ -60,10 +60,7 @@ def test_shown_url_masks_the_password() -> None:
 
 def test_a_database_with_other_tables_is_refused_and_left_alone(postgres_server: _postgres.Server) -> None:
     db = postgres_server.create_database()
-    import psycopg
-
-    with psycopg.connect(postgres_server.url(db).replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
-        c.execute("CREATE TABLE studies (id integer, title text)")
+    postgres_server.sql("CREATE TABLE studies (id integer, title text)", database=db)
     with pytest.raises(StorageError, match=r"the database is not an Optuna study database \(it has other tables: "
                                            r"studies\); give an empty database or one made by nas search$"):
         open_storage(postgres_server.url(db))
