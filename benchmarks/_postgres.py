@@ -112,9 +112,18 @@ class Server:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def sql(self, statement: str, database: str = "postgres") -> None:
-        """Run one statement as the superuser on `database` (psql, so no driver is needed)."""
-        _run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", database, "-q",
-             "-v", "ON_ERROR_STOP=1", "-c", statement)
+        """Run one statement as the superuser on `database`, outside a transaction (CREATE DATABASE needs
+        that). Through psycopg, the driver the URLs name: a machine may have the server without psql."""
+        try:
+            import psycopg
+        except ImportError:
+            raise ServerError("psycopg is not installed: pip install -e '.[postgres]'") from None
+        try:
+            with psycopg.connect(host="127.0.0.1", port=self.port, user=USER, dbname=database, autocommit=True,
+                                 connect_timeout=10) as conn:
+                conn.execute(statement)
+        except psycopg.Error as exc:
+            raise ServerError(f"{statement.split()[0]} on {database} failed: {' '.join(str(exc).split())}") from None
 
     def create_database(self, name: str | None = None) -> str:
         """A new empty database (named `name`, or db1, db2, ...); returns its name."""
