@@ -56,16 +56,17 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "connect_args": connect}
 
 
-def open_storage(url: str, *, reconnect_s: float = RECONNECT_S) -> optuna.storages.BaseStorage:
+def open_storage(url: str, *, reconnect_s: float = RECONNECT_S, **rdb: Any) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url` (any SQLAlchemy URL), or a one-line StorageError with nothing written.
-    A server storage reconnects for up to `reconnect_s` seconds when its server goes away."""
+    A server storage reconnects for up to `reconnect_s` seconds when its server goes away. `rdb` goes to
+    `optuna.storages.RDBStorage` (heartbeat_interval, grace_period, ...)."""
     shown = shown_url(url)
     try:
         kwargs = engine_kwargs(url) if "://" in url else {}
         probe = sqlalchemy.create_engine(url, **kwargs)
         try:
             with probe.connect() as conn:
-                storage = _create_locked(conn, url, kwargs, shown)
+                storage = _create_locked(conn, url, {"engine_kwargs": kwargs, **rdb}, shown)
         finally:
             probe.dispose()
     except StorageError:
@@ -77,7 +78,7 @@ def open_storage(url: str, *, reconnect_s: float = RECONNECT_S) -> optuna.storag
     return storage
 
 
-def _create_locked(conn: sqlalchemy.Connection, url: str, kwargs: dict[str, Any],
+def _create_locked(conn: sqlalchemy.Connection, url: str, options: dict[str, Any],
                    shown: str) -> optuna.storages.RDBStorage:
     """Check the database holds a study or nothing, then let Optuna create or check its tables; on
     PostgreSQL both under an advisory lock that every opener takes."""
@@ -90,7 +91,7 @@ def _create_locked(conn: sqlalchemy.Connection, url: str, kwargs: dict[str, Any]
             listed = ", ".join(tables[:4]) + (", ..." if len(tables) > 4 else "")
             raise StorageError(f"cannot open storage {shown!r}: the database is not an Optuna study database "
                                f"(it has other tables: {listed}); give an empty database or one made by nas search")
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return optuna.storages.RDBStorage(url, **options)
     finally:
         if locked:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})

@@ -41,6 +41,11 @@ def test_a_fresh_database_becomes_a_study_database(postgres_url: str) -> None:
     assert _numbers(optuna.load_study(study_name="s", storage=open_storage(postgres_url))) == [0, 1, 2]
 
 
+def test_optuna_storage_options_pass_through(postgres_url: str) -> None:
+    storage = open_storage(postgres_url, heartbeat_interval=1, grace_period=3)
+    assert (storage.heartbeat_interval, storage.grace_period) == (1, 3)
+
+
 def test_password_user(postgres_server: _postgres.Server) -> None:
     db = postgres_server.create_database()
     open_storage(postgres_server.url(db, password=_postgres.PASSWORD))
