@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed-stamp
 
 venv: $(STAMP)
 
+# The postgres extra (psycopg) too: the PostgreSQL tests start a throwaway server and must run, not skip.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,postgres]'
 	touch $(STAMP)
 
 # Main job: a real search of the default space under a latency budget, writing runs/sandglass-25ms/.

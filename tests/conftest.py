@@ -46,3 +46,27 @@ def _private_latency_tables(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("NAS_LUT_DIR", None)
     else:
         os.environ["NAS_LUT_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (benchmarks/_postgres.py), stopped by its pid at the
+    end even when tests fail. A machine that cannot start one fails these tests with initdb's or pg_ctl's
+    own message: CI must run them, never skip them."""
+    from benchmarks import _postgres
+
+    server = _postgres.Server(durable=False)
+    try:
+        try:
+            server.init()
+        except _postgres.ServerError as exc:
+            pytest.fail(f"cannot start a throwaway PostgreSQL server: {exc}", pytrace=False)
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh empty database on the session's server, as a postgresql+psycopg:// URL (trusted superuser)."""
+    return postgres_server.url(postgres_server.create_database())

@@ -82,3 +82,57 @@ def test_usage_names_the_module_command() -> None:
     out = subprocess.run([sys.executable, "-m", "benchmarks.predict_speed", "--help"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("usage: python -m benchmarks.predict_speed [-h]")
+
+
+def test_distributed_leg_commands() -> None:
+    """benchmarks.distributed drives `nas search`: one process on the default storage, --workers N on
+    PostgreSQL, each leg its own study."""
+    import sys
+
+    from benchmarks import distributed
+
+    args = _common.parse(distributed.build_parser(), distributed.QUICK, ["--quick", "--target", "30ms"])
+    common = ["--objective", "naswot", "--n-trials", "4", "--run-dir", "/w/naswot-postgres-2", "--no-measure",
+              "--quiet", "--fit", "0", "--threads", "1", "--seed", "0"]
+    head = [sys.executable, "-m", "nas", "search", "--space", _common.QUICK_SPACE, "--target-latency", "30ms"]
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/nasbench"
+    assert distributed.command(args, "naswot", "postgres", 2, url, Path("/w/naswot-postgres-2")) == [
+        *head, *common, "--workers", "2", "--storage", url, "--study-name", "naswot-postgres-2"]
+    cmd = distributed.command(args, "macs", "default", 1, None, Path("/w/macs-default-1"))
+    assert cmd[cmd.index("--n-trials") + 1] == "6" and "--workers" not in cmd and "--storage" not in cmd
+
+
+def test_distributed_speedups_and_bad_storages(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import distributed
+
+    def leg(storage: str, workers: int, rate: float) -> dict:
+        return {"objective": "naswot", "storage": storage, "workers": workers, "trials_per_s": rate}
+
+    legs = {"naswot/default/1": leg("default", 1, 3.0), "naswot/postgres/1": leg("postgres", 1, 2.0),
+            "naswot/postgres/2": leg("postgres", 2, 3.5), "naswot/postgres/4": leg("postgres", 4, 5.0)}
+    assert distributed.speedups(legs) == {"naswot/postgres/2": 1.75, "naswot/postgres/4": 2.5}
+    with pytest.raises(SystemExit) as exit_:
+        distributed.main(["--quick", "--storages", "default,mysql"])
+    assert exit_.value.code == 2
+    assert "--storages: 'default,mysql'; allowed: default, postgres" in capsys.readouterr().err
+
+
+def test_distributed_quick_single_process_leg(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The leg that runs without --workers: the real command, its trials in the study, and the per-trial
+    storage time; the caller's NAS_LUT_DIR is given back."""
+    import os
+
+    from benchmarks import distributed
+
+    before = os.environ.get("NAS_LUT_DIR")
+    out = tmp_path / "distributed.json"
+    assert distributed.main(["--quick", "--storages", "default", "--objectives", "macs", "--json", str(out)]) == 0
+    assert os.environ.get("NAS_LUT_DIR") == before
+    figures = json.loads(out.read_text())
+    assert set(figures) == {"space", "target", "machine", "optuna", "postgres", "legs", "speedup_over_one_worker",
+                            "storage_ms_per_trial", "quick"}
+    leg = figures["legs"]["macs/default/1"]
+    assert (leg["trials"], leg["complete_in_study"], leg["workers"]) == (6, 6, 1)
+    assert leg["trials_per_s"] > 0 and leg["wall_s"] >= leg["loop_s"] > 0
+    assert set(figures["storage_ms_per_trial"]) == {"sqlite"} and figures["postgres"] is None
+    assert capsys.readouterr().out.count(_common.QUICK_NOTE) == 2

@@ -1,5 +1,5 @@
-"""The storage cost benchmark runs end to end in quick mode (no PostgreSQL: that needs a server, which the
-distributed-workers issue brings to CI) and writes every figure it prints."""
+"""The storage cost benchmark runs end to end in quick mode, without PostgreSQL and on the session's throwaway
+server (conftest's postgres_url), and writes every figure it prints."""
 from __future__ import annotations
 
 import json
@@ -27,3 +27,14 @@ def test_quick_run_writes_write_and_read_costs(tmp_path: Path, capsys: pytest.Ca
     printed = capsys.readouterr().out
     assert "2-core VM" in printed and printed.count(_common.QUICK_NOTE) == 2
     assert list(tmp_path.iterdir()) == [out]  # the storage files went with their temp folder
+
+
+def test_quick_run_on_the_sessions_postgres_server(tmp_path: Path, postgres_url: str) -> None:
+    out = tmp_path / "storage_cost.json"
+    assert storage_cost.main(["--quick", "--json", str(out), "--folder", str(tmp_path), "--postgres",
+                              postgres_url]) == 0
+    figures = json.loads(out.read_text())
+    assert {k for k in figures["write"] if k.startswith("postgres/")} == {
+        f"postgres/{p}" for p in storage_cost.PATHS["postgres"]}
+    assert all(figures["write"][f"postgres/{p}"]["ms_per_trial"] > 0 for p in storage_cost.PATHS["postgres"])
+    assert {"postgres/20", "postgres/50"} <= set(figures["read"])

@@ -21,23 +21,7 @@ import optuna
 from optuna.distributions import distribution_to_json
 from optuna.trial import FrozenTrial
 
-from nas.errors import NasError
-
-
-class StorageError(NasError):
-    """A storage URL that cannot be opened or used."""
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for `url` (any SQLAlchemy URL), or a one-line StorageError."""
-    try:
-        if url.startswith("sqlite:"):
-            # Wait for a busy file rather than fail at once when two processes share it.
-            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
-        return optuna.storages.RDBStorage(url)
-    except Exception as exc:  # SQLAlchemy raises many kinds; the user needs one line
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"cannot open storage {url!r}: {detail}") from None
+from nas.search.connect import StorageError, open_storage  # noqa: F401  (re-exported: callers import them here)
 
 
 def add_trials_bulk(storage: optuna.storages.BaseStorage, study_name: str, trials: Sequence[FrozenTrial]) -> None:
