@@ -1,0 +1,44 @@
+"""`nas worker RUN_DIR`: join a shared run from this or another machine and score trials until its budget is met."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from nas.cli._common import say
+from nas.cli.search import BarProgress, LogProgress
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from nas import api
+
+    if args.threads is not None:
+        if args.threads < 1:
+            from nas.errors import NasError
+
+            raise NasError(f"--threads: {args.threads} is not a positive number of threads")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    search = api.join_run(args.run_dir, lut=args.lut, say=say)
+    display = LogProgress(search.settings.objective) if args.quiet else BarProgress(search.settings.objective,
+                                                                                     search.latency.table)
+    outcome = search.run(display)
+    print(f"worker {search.me}: {outcome.stats.new} trials in {outcome.elapsed_s:.1f} s "
+          f"({outcome.stats.total} COMPLETE in the study)", file=sys.stderr)
+    return 130 if outcome.interrupted else 0
+
+
+def register(groups: Any) -> None:
+    p = groups.add_parser(
+        "worker", help="join a shared run (started with nas search --workers N or a server --storage)",
+        description="Open RUN_DIR's study (run.json: storage, study, space, objective, target, latency table) and "
+                    "ask and tell trials on it with the other workers until the study's trial budget is met. "
+                    "Ctrl-C or SIGTERM stops this worker after its trial in flight; the others go on.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--lut", metavar="FILE", help="the run's latency table on this machine (default: the path "
+                   "run.json records); its profile must be the run's")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads for scoring trials (default: torch's "
+                   "own); the latency profile does not change")
+    p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+    p.set_defaults(func=_worker)
