@@ -77,9 +77,6 @@ def join_run(run_dir: str | os.PathLike, *, lut: str | os.PathLike | None = None
                        f"with `nas search --workers N` or a server --storage")
     space = load_space(info.space)
     latency, may_measure = worker_latency(info, run_dir, lut)
-    if may_measure and say is not None:
-        say(f"this machine has the table's profile ({latency.profile.id}): a unit missing from the table would "
-            f"be measured here")
     settings = SearchSettings(
         target_ms=info.target_ms, objective=info.objective, sampler=sampler_name(info.sampler), mode=info.mode,
         seed=info.seed, n_trials=info.budget, run_dir=run_dir, storage=info.storage, study_name=info.study_name,
@@ -92,6 +89,9 @@ def join_run(run_dir: str | os.PathLike, *, lut: str | os.PathLike | None = None
     if study.user_attrs.get(RUN_MODE_ATTR) != "shared" or BUDGET_ATTR not in study.user_attrs:
         raise NasError(f"{run_dir}: study {info.study_name!r} is not shared; start the run with "
                        f"`nas search --workers N` or a server --storage")
+    if may_measure and say is not None:
+        say(f"this machine has the table's profile ({latency.profile.id}): a unit missing from the table would "
+            f"be measured here")
     table = latency.table
     study.set_user_attr(WORKER_ATTR_PREFIX + search.me, {
         "host": search.me.rsplit(":", 1)[0], "pid": os.getpid(), "table": str(lut or info.table),

@@ -84,7 +84,8 @@ def _search(args: argparse.Namespace) -> int:
         target_ms=target, objective=args.objective, sampler=args.sampler, seed=args.seed,
         mode="single" if args.single_objective else "multi", n_trials=args.n_trials, timeout_s=args.timeout,
         run_dir=args.run_dir, storage=args.storage, study_name=args.study_name, data=args.data, epochs=args.epochs,
-        latency_margin=_margin(args.latency_margin), fit=args.fit, workers=args.workers)
+        latency_margin=_margin(args.latency_margin), fit=args.fit, workers=args.workers,
+        heartbeat_s=args.heartbeat, grace_s=args.grace)
     latency = latency_model(args)
     search = api.prepare_search(args.space, settings, latency, say=say, bar=progress(not args.quiet, "table", "unit"))
     if search.fit_note:
@@ -171,6 +172,10 @@ def register(groups: Any) -> None:
                    help="maximise the objective alone under the constraint (default: an objective/latency front)")
     p.add_argument("--sampler", default="auto", help=sampler_help())
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS", help="shared mode: a worker stamps its "
+                   "running trial this often (default 5)")
+    p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS", help="shared mode: a running trial whose "
+                   "heartbeat stood still this long is failed and retried once by another worker (default 30)")
     p.add_argument("--n-trials", type=int, default=300, help="trials to add in this run (default 300); in shared mode "
                    "the COMPLETE trials all workers add together")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop adding trials after this long")

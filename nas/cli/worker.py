@@ -10,6 +10,8 @@ from nas.cli.search import BarProgress, LogProgress
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from optuna.trial import TrialState
+
     from nas import api
 
     if args.threads is not None:
@@ -24,8 +26,9 @@ def _worker(args: argparse.Namespace) -> int:
     display = LogProgress(search.settings.objective) if args.quiet else BarProgress(search.settings.objective,
                                                                                      search.latency.table)
     outcome = search.run(display)
-    print(f"worker {search.me}: {outcome.stats.new} trials in {outcome.elapsed_s:.1f} s "
-          f"({outcome.stats.total} COMPLETE in the study)", file=sys.stderr)
+    complete = len(outcome.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    print(f"worker {search.me}: {outcome.stats.new} trials in {outcome.elapsed_s:.1f} s ({complete} COMPLETE in "
+          f"the study)", file=sys.stderr)
     return 130 if outcome.interrupted else 0
 
 

@@ -1,0 +1,188 @@
+"""Shared mode: workers on one stored study (journal file), the trial budget, heartbeats and retries, `nas worker`
+refusals, the journal default and resume of an old study.db run folder."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from nas.cli import main
+from nas.search.storage import storage_for
+from nas.space import decisions, load_space
+from proxies.latency import LatencyTable, current_profile
+from roots import ROOT
+from search_helpers import TINY_SPACE, synthetic_table
+
+TARGET = 0.4  # ms on the synthetic table
+
+
+def _args(tiny: Path, lut: Path, run: Path, *extra: str) -> list[str]:
+    return ["search", "--space", str(tiny), "--target-latency", f"{TARGET}ms", "--lut", str(lut), "--threads", "1",
+            "--run-dir", str(run), "--no-measure", "--quiet", "--fit", "0", *extra]
+
+
+def _study(run: Path) -> optuna.Study:
+    info = json.loads((run / "run.json").read_text())
+    return optuna.load_study(study_name=info["study_name"], storage=storage_for(info["storage"]))
+
+
+def _env(**extra: str) -> dict[str, str]:
+    paths = [str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), **extra}
+
+
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """`nas search --workers 2 --n-trials 30` on the tiny space (module-wide: the refusal tests reuse it)."""
+    folder = tmp_path_factory.mktemp("shared")
+    tiny, lut, run = folder / "tiny.yaml", folder / "lut.json", folder / "run"
+    tiny.write_text(TINY_SPACE)
+    synthetic_table(tiny, lut)
+    assert main(_args(tiny, lut, run, "--workers", "2", "--n-trials", "30")) == 0
+    return tiny, lut, run
+
+
+def test_two_workers_end_with_exactly_the_budget_and_sample_from_each_other(shared_run) -> None:
+    tiny, lut, run = shared_run
+    info = json.loads((run / "run.json").read_text())
+    assert (info["run_mode"], info["budget"], info["workers"]) == ("shared", 30, 2)
+    assert info["storage"] == f"journal:{run / 'study.journal'}"
+    trials = pd.read_csv(run / "trials.csv")
+    done = trials[trials["state"] == "COMPLETE"]
+    assert len(done) == 30 and trials["number"].is_unique
+    assert done["worker"].nunique() == 2  # host:pid of each worker process
+    assert all(re.fullmatch(r".+:\d+", w) for w in done["worker"])
+    # Each worker asked some trials with the other's COMPLETE trials in the study: it sampled from them.
+    study = _study(run)
+    seen = {}
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        seen[t.user_attrs["worker"]] = max(seen.get(t.user_attrs["worker"], 0), t.user_attrs["others_complete"])
+    assert len(seen) == 2 and all(n > 0 for n in seen.values()), seen
+    workers = json.loads((run / "workers.json").read_text())
+    assert set(workers) == set(done["worker"])
+    profile = current_profile("torch", threads=1, batch_size=1).id
+    assert {w["profile"] for w in workers.values()} == {profile}
+    assert {w["table_checksum"] for w in workers.values()} == {info["table_checksum"]}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["n_complete"] == 30 and summary["run_mode"] == "shared" and len(summary["workers"]) == 2
+    assert sum(w["trials"] for w in summary["workers"].values()) == 30
+
+
+def _worker(run: Path, *extra: str, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["worker", str(run), "--quiet", *extra])
+    return code, capsys.readouterr().err.strip()
+
+
+def test_a_worker_with_another_latency_profile_is_refused(shared_run, tmp_path, capsys) -> None:
+    tiny, lut, run = shared_run
+    before = len(_study(run).get_trials())
+    other = LatencyTable(current_profile("torch", threads=2, batch_size=1), dict(LatencyTable.load(lut).entries),
+                         path=tmp_path / "t2.json")
+    other.save()
+    code, err = _worker(run, "--lut", str(tmp_path / "t2.json"), capsys=capsys)
+    want = current_profile("torch", threads=1, batch_size=1).id
+    assert code == 2 and "\n" not in err, err
+    assert err == (f"error: {tmp_path / 't2.json'}: latency profile {other.profile.id} is not the run's {want}; pass "
+                   f"the run's table with --lut FILE, or run `nas lut build --space {tiny}` on the run's device")
+    assert len(_study(run).get_trials()) == before
+
+
+def test_a_worker_for_another_space_is_refused(shared_run, tmp_path, capsys) -> None:
+    import shutil
+    tiny, lut, run = shared_run
+    copy = shutil.copytree(run, tmp_path / "run")
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY_SPACE.replace("width: [32, 40]", "width: [32, 48]"))
+    synthetic_table(other, tmp_path / "other-lut.json")
+    info = json.loads((copy / "run.json").read_text())
+    info.update(space=str(other), storage=f"journal:{copy / 'study.journal'}")
+    (copy / "run.json").write_text(json.dumps(info))
+    code, err = _worker(copy, "--lut", str(lut), capsys=capsys)
+    assert code == 2 and "\n" not in err, err
+    assert err.startswith(f"error: study 'run' in journal:{copy / 'study.journal'} was made for space tiny (")
+
+
+def test_a_worker_on_a_single_process_run_is_refused(tmp_path, write_yaml, capsys) -> None:
+    tiny = write_yaml(TINY_SPACE, "tiny.yaml")
+    lut = tmp_path / "lut.json"
+    synthetic_table(tiny, lut)
+    run = tmp_path / "single"
+    assert main(_args(tiny, lut, run, "--n-trials", "5")) == 0
+    assert (run / "study.journal").is_file() and not (run / "study.db").exists()  # the new default storage
+    assert json.loads((run / "run.json").read_text())["run_mode"] == "single"
+    code, err = _worker(run, capsys=capsys)
+    assert (code, err) == (2, f"error: {run}: this run was started single-process; workers can join only a run "
+                              f"started with `nas search --workers N` or a server --storage")
+
+
+def test_an_old_study_db_run_folder_resumes_on_sqlite(tmp_path, write_yaml) -> None:
+    tiny = write_yaml(TINY_SPACE, "tiny.yaml")
+    lut = tmp_path / "lut.json"
+    synthetic_table(tiny, lut)
+    run = tmp_path / "old"
+    run.mkdir()
+    url = f"sqlite:///{run / 'study.db'}"
+    assert main(_args(tiny, lut, run, "--n-trials", "6", "--storage", url)) == 0  # as earlier versions left it
+    assert main(_args(tiny, lut, run, "--n-trials", "4")) == 0  # no --storage: the folder's study.db
+    assert not (run / "study.journal").exists()
+    assert json.loads((run / "run.json").read_text())["storage"] == url
+    trials = optuna.load_study(study_name="old", storage=url).get_trials()
+    assert [t.number for t in trials] == list(range(10)) and all(t.state.name == "COMPLETE" for t in trials)
+
+
+def test_a_journal_path_is_a_storage(tmp_path, write_yaml) -> None:
+    tiny = write_yaml(TINY_SPACE, "tiny.yaml")
+    lut = tmp_path / "lut.json"
+    synthetic_table(tiny, lut)
+    for i, spelling in enumerate([str(tmp_path / "a.journal"), f"journal:{tmp_path / 'b.log'}"]):
+        assert main(_args(tiny, lut, tmp_path / f"run{i}", "--n-trials", "3", "--storage", spelling)) == 0
+    assert len(optuna.load_study(study_name="run0", storage=storage_for(str(tmp_path / "a.journal"))).trials) == 3
+    assert len(optuna.load_study(study_name="run1", storage=storage_for(f"journal:{tmp_path / 'b.log'}")).trials) == 3
+
+
+def test_a_killed_worker_trial_is_failed_and_retried_once(tmp_path, write_yaml) -> None:
+    """SIGKILL one of 2 workers mid-trial: its trial ends FAIL, is retried (same params, `retry_of`) by the
+    other worker within the grace period, and the study still ends with exactly the budget."""
+    tiny = write_yaml(TINY_SPACE, "tiny.yaml")
+    lut = tmp_path / "lut.json"
+    synthetic_table(tiny, lut)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nas", *_args(tiny, lut, run, "--workers", "2", "--n-trials", "8", "--objective",
+                                               "sleepy", "--sampler", "random", "--heartbeat", "0.2", "--grace", "1.5")]
+    parent = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env(NAS_PLUGINS="slow_objective", NAS_TEST_SLEEP_S="1.0"))
+    victim = None
+    deadline = time.time() + 120
+    while victim is None and time.time() < deadline and parent.poll() is None:
+        time.sleep(0.3)
+        if (run / "study.journal").exists() and (run / "run.json").exists():
+            running = [t for t in _study(run).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+                       if "worker" in t.user_attrs and "nas:heartbeat" in t.system_attrs]
+            if running and len(_study(run).get_trials(states=(optuna.trial.TrialState.COMPLETE,))) >= 1:
+                victim = running[0]
+    assert victim is not None, parent.communicate(timeout=60)
+    time.sleep(0.3)  # inside the objective's sleep: every decision suggested
+    os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    out, err = parent.communicate(timeout=180)
+    assert parent.returncode == 0, err
+    trials = _study(run).get_trials()
+    by_number = {t.number: t for t in trials}
+    assert by_number[victim.number].state.name == "FAIL"
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
+    assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
+    assert len(by_number[victim.number].params) == len(decisions(load_space(tiny)))
+    assert retries[0].params == by_number[victim.number].params and retries[0].number > victim.number
+    assert retries[0].user_attrs["worker"] != victim.user_attrs["worker"]
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 8 and len({t.number for t in trials}) == len(trials)
+    assert re.search(r"exit -9, \d+ trials", err), err
