@@ -54,6 +54,8 @@ class LoopResult:
 
 # Scores one asked trial: its objective values and whether it meets the target.
 Evaluate = Callable[[optuna.Trial], tuple[list[float], bool]]
+# Scores a trial whose parameters were drawn already.
+Finish = Callable[[optuna.Trial, dict[str, Any]], tuple[list[float], bool]]
 
 
 def run_trials(memory: optuna.Study, evaluate: Evaluate, batches: TrialBatches, stats: SearchStats,
@@ -90,11 +92,13 @@ def run_trials(memory: optuna.Study, evaluate: Evaluate, batches: TrialBatches, 
     return LoopResult(elapsed_s=time.perf_counter() - began, interrupted=interrupted)
 
 
-def run_shared(worker: WorkerLoop, evaluate: Evaluate, stats: SearchStats, settings: SearchSettings, *,
-               progress: Progress | None = None, guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
+def run_shared(worker: WorkerLoop, suggest: Callable[[optuna.Trial], dict[str, Any]], finish: Finish,
+               stats: SearchStats, settings: SearchSettings, *, progress: Progress | None = None,
+               guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
                on_exit: Callable[[], None] = lambda: None) -> LoopResult:
-    """Ask and tell on the stored study until its budget of COMPLETE trials is met (by all workers together),
-    `settings.timeout_s` or a stop signal; the running trial carries a heartbeat (`nas.search.shared`)."""
+    """Claim and score trials of the stored study until its budget of COMPLETE trials is met (by all workers
+    together), `settings.timeout_s` or a stop signal; the running trial carries a heartbeat
+    (`nas.search.shared`). `suggest` draws a trial's parameters, `finish` scores them."""
     began = time.perf_counter()
     interrupted = False
     heartbeat = Heartbeat(worker.storage, settings.heartbeat_s)
@@ -107,17 +111,16 @@ def run_shared(worker: WorkerLoop, evaluate: Evaluate, stats: SearchStats, setti
                 return stop.requested or (settings.timeout_s is not None
                                           and time.perf_counter() - began >= settings.timeout_s)
 
-            while (trial := worker.next_trial(should_stop)) is not None:
-                heartbeat.beat(worker.trial_id(trial))
+            while (claim := worker.next_trial(should_stop, suggest)) is not None:
+                heartbeat.beat(claim.trial_id)
                 try:
-                    values, feasible = evaluate(trial)
+                    values, feasible = finish(claim.trial, claim.trial.params)
                 except BaseException:
                     heartbeat.stop()
-                    worker.study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                    worker.fail(claim)
                     raise
                 heartbeat.stop()
-                frozen = worker.study.tell(trial, values, skip_if_finished=True)
-                if frozen.state == optuna.trial.TrialState.COMPLETE:  # not when judged dead and failed meanwhile
+                if worker.tell(claim, values):  # False: judged dead and failed meanwhile; its retry counts
                     stats.add(values[0], feasible)
                     if progress:
                         progress.update(stats)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 import zlib
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from nas.cost import CostModel
@@ -26,7 +27,7 @@ from nas.search.objective_registry import Metrics
 from nas.search.objectives import get_objective
 from nas.search.samplers import make_sampler
 from nas.search.settings import FIT_NETWORKS, MODES, SearchSettings
-from nas.search.shared import BUDGET_ATTR, RUN_MODE_ATTR, WorkerLoop, worker_id
+from nas.search.shared import BUDGET_ATTR, RUN_MODE_ATTR, WorkerLoop, waiting_trial, worker_id
 from nas.search.storage import TrialBatches, is_journal, is_server, journal_url, storage_for
 from nas.search.study import StudySpec, open_study, space_fingerprint
 from nas.search.target import format_latency
@@ -129,7 +130,14 @@ class Search:
         return hit
 
     def _evaluate(self, trial: optuna.Trial) -> tuple[list[float], bool]:
-        values = {name: trial.suggest_categorical(name, choices) for name, choices in self._decisions}
+        return self._finish(trial, self._suggest(trial))
+
+    def _suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Every decision of the space, drawn by the sampler."""
+        return {name: trial.suggest_categorical(name, choices) for name, choices in self._decisions}
+
+    def _finish(self, trial: optuna.Trial, values: dict[str, Any]) -> tuple[list[float], bool]:
+        """Score drawn decisions into the trial's attributes and constraint: objective values, feasible."""
         metrics, objective, code = self.score(values)
         upper = metrics.latency_ms * (1 + self.margin)
         attrs = (("macs", metrics.macs), ("params", metrics.params), ("predicted_latency_ms", metrics.latency_ms),
@@ -207,9 +215,7 @@ class Search:
         for t in earlier:
             if t.state == TrialState.COMPLETE:
                 self.stats.add(t.values[0], all(v <= 0 for v in t.constraints.values()), new=False)
-        if self.shared:
-            self.study = optuna.load_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler)
-        else:
+        if not self.shared:  # shared: the sampler works on a mirror of the stored study (nas.search.shared)
             self.memory = optuna.create_study(directions=self.spec.directions, sampler=self.sampler)
             self.memory.add_trials(earlier)
         if create:
@@ -223,7 +229,9 @@ class Search:
         budget = complete + int(self.settings.n_trials or 0)
         self.study.set_user_attr(BUDGET_ATTR, budget)
         if not self.study.get_trials(deepcopy=False) and self._start:
-            self.study.enqueue_trial(self._start)
+            distributions = {name: CategoricalDistribution(choices) for name, choices in self._decisions}
+            self.storage.create_new_trial(self.storage.get_study_id_from_name(self.study_name),
+                                          template_trial=waiting_trial(dict(self._start), distributions))
         return budget
 
     # ---- the loop ------------------------------------------------------------------------------
@@ -246,8 +254,9 @@ class Search:
     def _run_shared(self, progress: Progress | None) -> SearchOutcome:
         if BUDGET_ATTR not in self.study.user_attrs:  # a search that runs its one worker itself
             self.start_shared()
-        worker = WorkerLoop(self.study, self.storage, self.settings.heartbeat_s, self.settings.grace_s, me=self.me)
-        result = run_shared(worker, self._evaluate, self.stats, self.settings, progress=progress,
+        worker = WorkerLoop(self.study, self.storage, self.sampler, self.spec.directions, self.settings.grace_s,
+                            me=self.me)
+        result = run_shared(worker, self._suggest, self._finish, self.stats, self.settings, progress=progress,
                             guard=self._table_journal, on_exit=self._save_table)
         return SearchOutcome(study=self.study, run_dir=self.run_dir, storage_url=self.storage_url, stats=self.stats,
                              elapsed_s=result.elapsed_s, interrupted=result.interrupted, fastest=self.fastest)

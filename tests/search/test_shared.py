@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -157,10 +158,10 @@ def test_a_killed_worker_trial_is_failed_and_retried_once(tmp_path, write_yaml) 
     lut = tmp_path / "lut.json"
     synthetic_table(tiny, lut)
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "nas", *_args(tiny, lut, run, "--workers", "2", "--n-trials", "8", "--objective",
+    cmd = [sys.executable, "-m", "nas", *_args(tiny, lut, run, "--workers", "2", "--n-trials", "6", "--objective",
                                                "sleepy", "--sampler", "random", "--heartbeat", "0.2", "--grace", "1.5")]
     parent = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_env(NAS_PLUGINS="slow_objective", NAS_TEST_SLEEP_S="1.0"))
+                              env=_env(NAS_PLUGINS="slow_objective", NAS_TEST_SLEEP_S="3.0"))
     victim = None
     deadline = time.time() + 120
     while victim is None and time.time() < deadline and parent.poll() is None:
@@ -168,10 +169,10 @@ def test_a_killed_worker_trial_is_failed_and_retried_once(tmp_path, write_yaml) 
         if (run / "study.journal").exists() and (run / "run.json").exists():
             running = [t for t in _study(run).get_trials(states=(optuna.trial.TrialState.RUNNING,))
                        if "worker" in t.user_attrs and "nas:heartbeat" in t.system_attrs]
-            if running and len(_study(run).get_trials(states=(optuna.trial.TrialState.COMPLETE,))) >= 1:
-                victim = running[0]
-    assert victim is not None, parent.communicate(timeout=60)
-    time.sleep(0.3)  # inside the objective's sleep: every decision suggested
+            fresh = [t for t in running if (datetime.now() - t.datetime_start).total_seconds() < 1.0]
+            if fresh and len(_study(run).get_trials(states=(optuna.trial.TrialState.COMPLETE,))) >= 1:
+                victim = fresh[0]  # at least 2 s of its 3 s objective to go
+    assert victim is not None, parent.communicate(timeout=60)  # stored RUNNING with its decisions, 3 s to go
     os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
     out, err = parent.communicate(timeout=180)
     assert parent.returncode == 0, err
@@ -184,5 +185,5 @@ def test_a_killed_worker_trial_is_failed_and_retried_once(tmp_path, write_yaml) 
     assert retries[0].params == by_number[victim.number].params and retries[0].number > victim.number
     assert retries[0].user_attrs["worker"] != victim.user_attrs["worker"]
     complete = [t for t in trials if t.state.name == "COMPLETE"]
-    assert len(complete) == 8 and len({t.number for t in trials}) == len(trials)
+    assert len(complete) == 6 and len({t.number for t in trials}) == len(trials)
     assert re.search(r"exit -9, \d+ trials", err), err
