@@ -187,3 +187,55 @@ def test_a_killed_worker_trial_is_failed_and_retried_once(tmp_path, write_yaml) 
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert len(complete) == 6 and len({t.number for t in trials}) == len(trials)
     assert re.search(r"exit -9, \d+ trials", err), err
+
+
+def _start_sleepy(tmp_path: Path, write_yaml, n_trials: int, sleep_s: float) -> tuple[subprocess.Popen, Path]:
+    tiny = write_yaml(TINY_SPACE, "tiny.yaml")
+    lut = tmp_path / "lut.json"
+    synthetic_table(tiny, lut)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nas", *_args(tiny, lut, run, "--workers", "2", "--n-trials", str(n_trials),
+                                               "--objective", "sleepy", "--sampler", "random")]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(NAS_PLUGINS="slow_objective", NAS_TEST_SLEEP_S=str(sleep_s))), run
+
+
+def _wait_for(run: Path, parent: subprocess.Popen, ready) -> list[optuna.trial.FrozenTrial]:
+    deadline = time.time() + 120
+    while time.time() < deadline and parent.poll() is None:
+        time.sleep(0.3)
+        if (run / "study.journal").exists() and (run / "run.json").exists():
+            trials = _study(run).get_trials()
+            if ready(trials):
+                return trials
+    raise AssertionError(parent.communicate(timeout=60))
+
+
+def _states(trials) -> list[str]:
+    return [t.state.name for t in trials]
+
+
+def test_ctrl_c_of_the_parent_stops_every_worker_after_its_trial(tmp_path, write_yaml) -> None:
+    parent, run = _start_sleepy(tmp_path, write_yaml, 40, 1.5)
+    _wait_for(run, parent, lambda trials: _states(trials).count("COMPLETE") >= 2)
+    parent.send_signal(signal.SIGINT)
+    out, err = parent.communicate(timeout=120)
+    assert parent.returncode == 130, err
+    trials = _study(run).get_trials()
+    assert set(_states(trials)) == {"COMPLETE"} and len(trials) < 40  # trials in flight finished, none left
+    assert err.count("exit 130") == 2, err
+    assert json.loads((run / "summary.json").read_text())["interrupted"] is True
+
+
+def test_sigterm_of_one_worker_leaves_the_others_running(tmp_path, write_yaml) -> None:
+    parent, run = _start_sleepy(tmp_path, write_yaml, 8, 1.0)
+    trials = _wait_for(run, parent, lambda ts: "RUNNING" in _states(ts) and "COMPLETE" in _states(ts))
+    worker = next(t.user_attrs["worker"] for t in trials if t.state.name == "RUNNING" and "worker" in t.user_attrs)
+    os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGTERM)
+    out, err = parent.communicate(timeout=180)
+    assert parent.returncode == 0, err
+    trials = _study(run).get_trials()
+    assert _states(trials).count("COMPLETE") == 8 and "RUNNING" not in _states(trials)
+    # Its trial in flight was finished, not abandoned (a FAIL here can only be a race for the last slot).
+    assert all(t.user_attrs.get("fail_reason") == "over budget" for t in trials if t.state.name == "FAIL")
+    assert re.search(r"exit 130, \d+ trials", err) and re.search(r"exit 0, \d+ trials", err), err
