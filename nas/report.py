@@ -95,7 +95,8 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
     if workers or info.run_mode == "shared":  # which table and profile every worker scored with
         _write_text(run_dir / "workers.json", json.dumps(workers, indent=2, sort_keys=True) + "\n")
         summary["run_mode"], summary["budget"] = info.run_mode, info.budget
-        summary["workers"] = {w: {"trials": int((trials["worker"] == w).sum()), "profile": v.get("profile"),
+        done = trials[trials["state"] == "COMPLETE"]
+        summary["workers"] = {w: {"complete": int((done["worker"] == w).sum()), "profile": v.get("profile"),
                                   "table_checksum": v.get("table_checksum")} for w, v in sorted(workers.items())}
     _write_plots(run_dir, trials, front, space, info, check.winner)
     if check.winner is not None:

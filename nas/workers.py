@@ -180,7 +180,7 @@ def _summarise(search: Search, procs: list[subprocess.Popen], logs: Path, launch
     done: dict[int, int] = {}
     for t in search.study.get_trials(deepcopy=False):
         if t.state.name == "COMPLETE" and "worker" in t.user_attrs:
-            pid = int(str(t.user_attrs["worker"]).rsplit(":", 1)[1])
+            pid = int(str(t.user_attrs["worker"]).rsplit(":", 1)[1].split("-")[0])
             done[pid] = done.get(pid, 0) + 1
     refused = None
     for i, (pid, code) in enumerate(launched.exits):

@@ -46,8 +46,12 @@ POLL_S = 0.5  # how often a waiting worker looks at the study again
 
 
 def worker_id() -> str:
-    """This process as a worker: `host:pid`."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This worker: `host:pid`, and `host:pid-tN` (N: the thread's native id) off the main thread, where
+    several workers may share a process (Dask tasks)."""
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    if threading.current_thread() is not threading.main_thread():
+        me += f"-t{threading.get_native_id()}"
+    return me
 
 
 @dataclass

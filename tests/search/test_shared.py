@@ -75,7 +75,30 @@ def test_two_workers_end_with_exactly_the_budget_and_sample_from_each_other(shar
     assert {w["table_checksum"] for w in workers.values()} == {info["table_checksum"]}
     summary = json.loads((run / "summary.json").read_text())
     assert summary["n_complete"] == 30 and summary["run_mode"] == "shared" and len(summary["workers"]) == 2
-    assert sum(w["trials"] for w in summary["workers"].values()) == 30
+    assert sum(w["complete"] for w in summary["workers"].values()) == 30
+    (run / "workers.json").unlink()
+    assert main(["report", str(run), "--no-measure"]) == 0  # `nas report` reads the shared study as it is
+    assert set(json.loads((run / "workers.json").read_text())) == set(done["worker"])
+    assert len(pd.read_csv(run / "trials.csv")) == len(trials)
+
+
+def test_the_budget_rule_counts_complete_trials_and_those_in_flight_below() -> None:
+    from nas.search.shared import count
+    states = {"COMPLETE": optuna.trial.TrialState.COMPLETE, "RUNNING": optuna.trial.TrialState.RUNNING,
+              "WAITING": optuna.trial.TrialState.WAITING, "FAIL": optuna.trial.TrialState.FAIL}
+    rows = [("COMPLETE", "a"), ("RUNNING", "b"), ("FAIL", "b"), ("WAITING", None), ("COMPLETE", "b"), ("RUNNING", "a")]
+    trials = []
+    for number, (state, worker) in enumerate(rows):
+        t = optuna.trial.create_trial(state=states[state], values=[1.0] if state == "COMPLETE" else None,
+                                      user_attrs={"worker": worker} if worker else {})
+        t.number = number
+        trials.append(t)
+    everything = count(trials, "a")
+    assert (everything.complete, everything.running, everything.others_complete) == (2, 2, 1)
+    # Trial 5 asked with a budget of 4: 2 COMPLETE + trials 1 (RUNNING) and 3 (WAITING) below it fill it.
+    below = count(trials, "a", below=5)
+    assert below.complete + below.running == 4
+    assert count(trials, "a", below=2).running == 1  # trial 1 only; FAIL never counts
 
 
 def _worker(run: Path, *extra: str, capsys) -> tuple[int, str]:
