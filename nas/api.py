@@ -113,7 +113,7 @@ def _run_info(search: Search, table_path: str | None) -> RunInfo:
         info.table = str(Path(info.table).resolve()) if info.table else None
         info.run_mode, info.workers, info.budget = "shared", s.workers, search.start_shared()
         info.table_checksum = table.to_document()["checksum"]
-        info.heartbeat_s, info.grace_s = s.heartbeat_s, s.grace_s
+        info.heartbeat_s, info.grace_s, info.timeout_s = s.heartbeat_s, s.grace_s, s.timeout_s
     return info
 
 

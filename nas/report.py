@@ -54,6 +54,7 @@ class RunInfo:
     latency_margin: float | None = None
     data: str | None = None  # --objective trained
     epochs: int | None = None
+    timeout_s: float | None = None  # each worker stops adding trials after this long
     heartbeat_s: float | None = None
     grace_s: float | None = None
 

@@ -32,7 +32,7 @@ from nas.report import RunInfo
 from nas.search.loop import Progress, SearchStats, stop_signals
 from nas.search.run import Search, SearchOutcome
 from nas.search.settings import SearchSettings
-from nas.search.shared import BUDGET_ATTR, RUN_MODE_ATTR, WORKER_ATTR_PREFIX
+from nas.search.shared import BUDGET_ATTR, RUN_MODE_ATTR
 from nas.space import load_space
 from proxies.latency import LatencyTable, current_profile
 
@@ -81,6 +81,7 @@ def join_run(run_dir: str | os.PathLike, *, lut: str | os.PathLike | None = None
         target_ms=info.target_ms, objective=info.objective, sampler=sampler_name(info.sampler), mode=info.mode,
         seed=info.seed, n_trials=info.budget, run_dir=run_dir, storage=info.storage, study_name=info.study_name,
         data=info.data, epochs=info.epochs, latency_margin=info.latency_margin, fit=0, workers=1,
+        timeout_s=info.timeout_s,
         heartbeat_s=info.heartbeat_s or SearchSettings.heartbeat_s, grace_s=info.grace_s or SearchSettings.grace_s)
     search = Search(space, settings, latency)
     search.speed = info.machine_speed
@@ -92,11 +93,7 @@ def join_run(run_dir: str | os.PathLike, *, lut: str | os.PathLike | None = None
     if may_measure and say is not None:
         say(f"this machine has the table's profile ({latency.profile.id}): a unit missing from the table would "
             f"be measured here")
-    table = latency.table
-    study.set_user_attr(WORKER_ATTR_PREFIX + search.me, {
-        "host": search.me.rsplit(":", 1)[0], "pid": os.getpid(), "table": str(lut or info.table),
-        "table_checksum": table.to_document()["checksum"], "entries": len(table), "profile": latency.profile.id,
-        "may_measure": may_measure})
+    search.record_worker(str(lut or info.table), may_measure=may_measure)
     return search
 
 

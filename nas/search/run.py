@@ -8,12 +8,12 @@ the stored study itself (`nas.search.shared`).
 """
 from __future__ import annotations
 
+import os
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
-
-import zlib
 
 import optuna
 from optuna.distributions import CategoricalDistribution
@@ -27,7 +27,7 @@ from nas.search.objective_registry import Metrics
 from nas.search.objectives import get_objective
 from nas.search.samplers import make_sampler
 from nas.search.settings import FIT_NETWORKS, MODES, SearchSettings
-from nas.search.shared import BUDGET_ATTR, RUN_MODE_ATTR, WorkerLoop, waiting_trial, worker_id
+from nas.search.shared import BUDGET_ATTR, RUN_MODE_ATTR, WORKER_ATTR_PREFIX, WorkerLoop, waiting_trial, worker_id
 from nas.search.storage import TrialBatches, is_journal, is_server, journal_url, storage_for
 from nas.search.study import StudySpec, open_study, space_fingerprint
 from nas.search.target import format_latency
@@ -251,9 +251,21 @@ class Search:
         return SearchOutcome(study=self.study, run_dir=self.run_dir, storage_url=self.storage_url, stats=self.stats,
                              elapsed_s=result.elapsed_s, interrupted=result.interrupted, fastest=self.fastest)
 
+    def record_worker(self, table: str | None, *, may_measure: bool) -> None:
+        """Say in the study which table and profile this worker scores with (`nas report` writes
+        workers.json from it)."""
+        t = self.latency.table
+        self.study.set_user_attr(WORKER_ATTR_PREFIX + self.me, {
+            "host": self.me.rsplit(":", 1)[0], "pid": os.getpid(), "table": table,
+            "table_checksum": t.to_document()["checksum"], "entries": len(t), "profile": self.latency.profile.id,
+            "may_measure": may_measure})
+
     def _run_shared(self, progress: Progress | None) -> SearchOutcome:
         if BUDGET_ATTR not in self.study.user_attrs:  # a search that runs its one worker itself
             self.start_shared()
+        if WORKER_ATTR_PREFIX + self.me not in self.study.user_attrs:
+            path = self.latency.table.path
+            self.record_worker(str(path) if path else None, may_measure=self.latency.measure_missing)
         worker = WorkerLoop(self.study, self.storage, self.sampler, self.spec.directions, self.settings.grace_s,
                             me=self.me)
         result = run_shared(worker, self._suggest, self._finish, self.stats, self.settings, progress=progress,

@@ -56,6 +56,8 @@ class SearchSettings:
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
                                          or self.workers < 1):
             raise NasError(f"--workers: {self.workers!r} is not a positive number of worker processes")
+        if self.workers is not None and self.n_trials is None:
+            raise NasError("--n-trials: --workers needs a number of trials, the budget the workers share")
         if not (0 < self.heartbeat_s < self.grace_s):
             raise NasError(f"heartbeat {self.heartbeat_s!r} s and grace period {self.grace_s!r} s: the heartbeat "
                            f"must be positive and shorter than the grace period")
