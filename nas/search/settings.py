@@ -59,8 +59,8 @@ class SearchSettings:
         if self.workers is not None and self.n_trials is None:
             raise NasError("--n-trials: --workers needs a number of trials, the budget the workers share")
         if not (0 < self.heartbeat_s < self.grace_s):
-            raise NasError(f"heartbeat {self.heartbeat_s!r} s and grace period {self.grace_s!r} s: the heartbeat "
-                           f"must be positive and shorter than the grace period")
+            raise NasError(f"--heartbeat {self.heartbeat_s!r} / --grace {self.grace_s!r}: the heartbeat must be a "
+                           f"positive number of seconds shorter than the grace period")
         margin = self.latency_margin
         if margin is not None and not (isinstance(margin, (int, float)) and math.isfinite(margin) and 0 <= margin < 1):
             raise NasError(f"--latency-margin: {margin!r} is not a fraction in [0, 1), e.g. 0.05 for 5%")

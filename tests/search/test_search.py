@@ -346,6 +346,10 @@ def earlier_run(tmp_path_factory) -> tuple[Path, Path, Path, dict[str, str]]:
     (["--fit", "2"], "error: --fit: 2 is not 0 or a number of networks >= 4"),
     (["--storage", "nosuchdb://x/y"], "error: cannot open storage 'nosuchdb://x/y': "),
     (["--n-trials", "0"], "error: --n-trials: 0 is not a positive number of trials"),
+    (["--workers", "0"], "error: --workers: 0 is not a positive number of worker processes"),
+    (["--workers", "2", "--heartbeat", "5", "--grace", "2"], "error: --heartbeat 5.0 / --grace 2.0: the heartbeat "
+                                                             "must be a positive number of seconds shorter than the "
+                                                             "grace period"),
 ])
 def test_bad_input_exits_2_and_leaves_the_earlier_run_alone(earlier_run, capsys, monkeypatch, extra,
                                                             message) -> None:
