@@ -110,7 +110,8 @@ def _run_info(search: Search, table_path: str | None) -> RunInfo:
                    data=s.data, epochs=s.epochs)
     if search.shared:
         table = search.latency.table
-        info.table = str(Path(info.table).resolve()) if info.table else None
+        info.table = str(Path(info.table).resolve()) if info.table else None  # workers may start elsewhere
+        info.space = str(Path(info.space).resolve())
         info.run_mode, info.workers, info.budget = "shared", s.workers, search.start_shared()
         info.table_checksum = table.to_document()["checksum"]
         info.heartbeat_s, info.grace_s, info.timeout_s = s.heartbeat_s, s.grace_s, s.timeout_s

@@ -68,14 +68,15 @@ def sampler_name(label: str) -> str:
 
 
 def join_run(run_dir: str | os.PathLike, *, lut: str | os.PathLike | None = None,
-             say: Callable[[str], None] | None = None) -> Search:
+             space: str | os.PathLike | None = None, say: Callable[[str], None] | None = None) -> Search:
     """A Search that joins the shared run in `run_dir`: the run's settings, table, speed and study, checked
-    as resume checks them (StudyMismatchError), with this worker recorded in the study."""
+    as resume checks them (StudyMismatchError), with this worker recorded in the study. `lut` and `space`
+    name the run's table and space file where this machine keeps them elsewhere than run.json says."""
     info = RunInfo.load(run_dir)
     if info.run_mode != "shared":
         raise NasError(f"{run_dir}: this run was started single-process; workers can join only a run started "
                        f"with `nas search --workers N` or a server --storage")
-    space = load_space(info.space)
+    space_ = load_space(space or info.space)
     latency, may_measure = worker_latency(info, run_dir, lut)
     settings = SearchSettings(
         target_ms=info.target_ms, objective=info.objective, sampler=sampler_name(info.sampler), mode=info.mode,
@@ -83,7 +84,7 @@ def join_run(run_dir: str | os.PathLike, *, lut: str | os.PathLike | None = None
         data=info.data, epochs=info.epochs, latency_margin=info.latency_margin, fit=0, workers=1,
         timeout_s=info.timeout_s,
         heartbeat_s=info.heartbeat_s or SearchSettings.heartbeat_s, grace_s=info.grace_s or SearchSettings.grace_s)
-    search = Search(space, settings, latency)
+    search = Search(space_, settings, latency)
     search.speed = info.machine_speed
     search.fastest = {"joined": str(run_dir)}  # the parent checked the target; a worker does not redo it
     study = search.open(create=False)
@@ -191,10 +192,11 @@ def _summarise(search: Search, procs: list[subprocess.Popen], logs: Path, launch
 
 
 def run_worker(run_dir: str | os.PathLike, *, lut: str | os.PathLike | None = None,
-               progress: Progress | None = None, say: Callable[[str], None] | None = None) -> SearchOutcome:
+               progress: Progress | None = None, space: str | os.PathLike | None = None,
+               say: Callable[[str], None] | None = None) -> SearchOutcome:
     """Join the shared run in `run_dir` and score trials until the study's budget is met (or a stop
     signal); what `nas worker RUN_DIR` and the Dask recipe run."""
-    search = join_run(run_dir, lut=lut, say=say)
+    search = join_run(run_dir, lut=lut, space=space, say=say)
     return search.run(progress)
 
 

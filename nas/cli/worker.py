@@ -22,7 +22,7 @@ def _worker(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    search = api.join_run(args.run_dir, lut=args.lut, say=say)
+    search = api.join_run(args.run_dir, lut=args.lut, space=args.space, say=say)
     display = LogProgress(search.settings.objective) if args.quiet else BarProgress(search.settings.objective,
                                                                                      search.latency.table)
     outcome = search.run(display)
@@ -41,6 +41,8 @@ def register(groups: Any) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--lut", metavar="FILE", help="the run's latency table on this machine (default: the path "
                    "run.json records); its profile must be the run's")
+    p.add_argument("--space", metavar="YAML", help="the run's space file on this machine (default: the path run.json "
+                   "records); it must be the same space")
     p.add_argument("--threads", type=int, metavar="N", help="torch threads for scoring trials (default: torch's "
                    "own); the latency profile does not change")
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")

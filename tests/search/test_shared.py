@@ -122,18 +122,14 @@ def test_a_worker_with_another_latency_profile_is_refused(shared_run, tmp_path, 
 
 
 def test_a_worker_for_another_space_is_refused(shared_run, tmp_path, capsys) -> None:
-    import shutil
     tiny, lut, run = shared_run
-    copy = shutil.copytree(run, tmp_path / "run")
+    before = (run / "study.journal").read_bytes()
     other = tmp_path / "other.yaml"
     other.write_text(TINY_SPACE.replace("width: [32, 40]", "width: [32, 48]"))
-    synthetic_table(other, tmp_path / "other-lut.json")
-    info = json.loads((copy / "run.json").read_text())
-    info.update(space=str(other), storage=f"journal:{copy / 'study.journal'}")
-    (copy / "run.json").write_text(json.dumps(info))
-    code, err = _worker(copy, "--lut", str(lut), capsys=capsys)
+    code, err = _worker(run, "--space", str(other), capsys=capsys)
     assert code == 2 and "\n" not in err, err
-    assert err.startswith(f"error: study 'run' in journal:{copy / 'study.journal'} was made for space tiny (")
+    assert err.startswith(f"error: study 'run' in journal:{run / 'study.journal'} was made for space tiny (")
+    assert (run / "study.journal").read_bytes() == before
 
 
 def test_a_worker_on_a_single_process_run_is_refused(tmp_path, write_yaml, capsys) -> None:
