@@ -1,28 +1,33 @@
-"""Shared (live) mode: every worker asks and tells on the stored study itself, through public Optuna API.
+"""Shared (live) mode: several workers add trials to one stored study, through public Optuna API only.
 
-Each worker samples from the study as it is in the storage now: the finished
-trials of every worker and, for TPE (constant liar), the running ones. Three
-rules keep several workers honest:
+Each worker samples from the study as it is in the storage now: before every
+trial it brings an in-memory mirror up to the stored trials (every worker's
+finished ones and the others' running ones, which TPE's constant liar
+counts), its sampler asks there, and the trial is written to the storage
+RUNNING with all its parameters in one `create_new_trial`, then finished with
+its attributes and values. Rules:
 
 - **Budget.** The study's user attribute `nas.budget` is the number of
   COMPLETE trials it should end with. A worker waits while COMPLETE plus
-  RUNNING trials fill the budget, asks otherwise, and then checks its trial:
-  if the COMPLETE trials plus the RUNNING or WAITING trials numbered below it
-  already fill the budget, the trial is told FAIL with user attribute
-  `fail_reason` = "over budget" before it is scored, and not counted. Trial
-  numbers are handed out in order by the storage, so of the trials that end
+  RUNNING trials fill the budget, claims a trial otherwise, and then checks
+  it: if the COMPLETE trials plus the RUNNING or WAITING trials numbered below
+  it already fill the budget, the trial is marked FAIL with user attribute
+  `fail_reason` = "over budget" before it is scored, and not counted. The
+  storage hands out trial numbers in order, so of the trials that end
   COMPLETE the highest-numbered one saw every other one when it checked: no
   more than the budget can end COMPLETE, and workers go on until it is met.
 - **Heartbeats.** While a trial runs, a thread writes the trial's system
-  attribute `nas:heartbeat` (unix time) every `heartbeat_s`. Before asking,
+  attribute `nas:heartbeat` (unix time) every `heartbeat_s`. Before claiming,
   a worker looks at the RUNNING trials: one whose heartbeat value has not
   changed for `grace_s` on this worker's own clock (so clocks of different
-  machines need not agree) is told FAIL through the storage; only the worker
-  whose FAIL write wins (the others get UpdateFinishedTrialError) enqueues
-  its parameters again, with user attribute `retry_of` = its number.
+  machines need not agree) is set FAIL through the storage; only the worker
+  whose FAIL write wins (the others get UpdateFinishedTrialError) adds a
+  WAITING retry with the same parameters and user attribute `retry_of` = its
+  number. A WAITING trial goes to the one worker whose
+  `set_trial_state_values(RUNNING)` succeeds.
 - **Workers.** Every trial carries user attributes `worker` (host:pid) and
-  `others_complete` (the COMPLETE trials of other workers in the study when it
-  was asked: the evidence that workers sample from each other).
+  `others_complete` (the COMPLETE trials of other workers the sampler saw
+  when the trial was drawn: the evidence that workers sample from each other).
 """
 from __future__ import annotations
 
