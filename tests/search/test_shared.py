@@ -236,7 +236,9 @@ def _states(trials) -> list[str]:
 
 def test_ctrl_c_of_the_parent_stops_every_worker_after_its_trial(tmp_path, write_yaml) -> None:
     parent, run = _start_sleepy(tmp_path, write_yaml, 40, 1.5)
-    _wait_for(run, parent, lambda trials: _states(trials).count("COMPLETE") >= 2)
+    # Both workers in their loops (each has a trial), so that both can stop cleanly.
+    _wait_for(run, parent, lambda trials: _states(trials).count("COMPLETE") >= 1
+              and len({t.user_attrs.get("worker") for t in trials} - {None}) == 2)
     parent.send_signal(signal.SIGINT)
     out, err = parent.communicate(timeout=120)
     assert parent.returncode == 130, err
