@@ -101,7 +101,7 @@ def run_shared(worker: WorkerLoop, suggest: Callable[[optuna.Trial], dict[str, A
     (`nas.search.shared`). `suggest` draws a trial's parameters, `finish` scores them."""
     began = time.perf_counter()
     interrupted = False
-    heartbeat = Heartbeat(worker.storage, settings.heartbeat_s)
+    heartbeat = Heartbeat(worker.storage, settings.heartbeat_s, also=worker.reaper.reap_now)
     if progress:
         progress.start(worker.budget(), stats)
 

@@ -81,10 +81,12 @@ def count(trials: list[optuna.trial.FrozenTrial], me: str, below: int | None = N
 
 
 class Heartbeat:
-    """A thread that stamps the running trial's `nas:heartbeat` every `every_s` seconds."""
+    """A thread that stamps the running trial's `nas:heartbeat` every `every_s` seconds and then calls
+    `also` (the reaper: a worker busy with a long trial still fails dead workers' trials in time)."""
 
-    def __init__(self, storage: optuna.storages.BaseStorage, every_s: float) -> None:
-        self.storage, self.every_s = storage, every_s
+    def __init__(self, storage: optuna.storages.BaseStorage, every_s: float,
+                 also: Callable[[], Any] = lambda: None) -> None:
+        self.storage, self.every_s, self.also = storage, every_s, also
         self._trial_id: int | None = None
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -109,12 +111,13 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._wake.wait(self.every_s):
-            with self._lock:
-                if self._trial_id is not None:
-                    try:
+            try:
+                with self._lock:
+                    if self._trial_id is not None:
                         self._stamp(self._trial_id)
-                    except Exception:  # a storage hiccup: the next beat tries again, the grace period allows it
-                        pass
+                self.also()
+            except Exception:  # a storage hiccup: the next beat tries again, the grace period allows it
+                pass
 
     def close(self) -> None:
         self.stop()
@@ -128,9 +131,18 @@ class Reaper:
         self.study, self.storage, self.grace_s = study, storage, grace_s
         self.study_id = storage.get_study_id_from_name(study.study_name)
         self._seen: dict[int, tuple[Any, float]] = {}  # number -> (heartbeat value, when this worker first saw it)
+        self._lock = threading.Lock()  # the worker's loop and its heartbeat thread both reap
+
+    def reap_now(self) -> list[int]:
+        """`reap` on the study as it is now."""
+        return self.reap(self.study.get_trials(deepcopy=False))
 
     def reap(self, trials: list[optuna.trial.FrozenTrial]) -> list[int]:
         """The numbers of the trials this call failed and enqueued again."""
+        with self._lock:
+            return self._reap(trials)
+
+    def _reap(self, trials: list[optuna.trial.FrozenTrial]) -> list[int]:
         now, failed = time.monotonic(), []
         running = {t.number: t for t in trials if t.state == TrialState.RUNNING}
         self._seen = {n: v for n, v in self._seen.items() if n in running}

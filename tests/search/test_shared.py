@@ -193,11 +193,15 @@ def test_a_killed_worker_trial_is_failed_and_retried_once(tmp_path, write_yaml) 
                 victim = fresh[0]  # at least 2 s of its 3 s objective to go
     assert victim is not None, parent.communicate(timeout=60)  # stored RUNNING with its decisions, 3 s to go
     os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    killed_at = datetime.now()
     out, err = parent.communicate(timeout=180)
     assert parent.returncode == 0, err
     trials = _study(run).get_trials()
     by_number = {t.number: t for t in trials}
     assert by_number[victim.number].state.name == "FAIL"
+    # Failed within the grace period (1.5 s, plus a heartbeat and some slack), although the other worker
+    # was in the middle of a 3 s trial: its heartbeat thread reaps too.
+    assert (by_number[victim.number].datetime_complete - killed_at).total_seconds() < 3.0
     retries = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
     assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
     assert len(by_number[victim.number].params) == len(decisions(load_space(tiny)))
