@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed-stamp
 
 venv: $(STAMP)
 
-# The postgres extra (psycopg) too: the PostgreSQL tests start a throwaway server and must run, not skip.
+# The postgres (psycopg) and dask extras too: the PostgreSQL and Dask tests start a throwaway server or cluster
+# and must run, not skip.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,postgres]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,postgres,dask]'
 	touch $(STAMP)
 
 # Main job: a real search of the default space under a latency budget, writing runs/sandglass-25ms/.

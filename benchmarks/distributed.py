@@ -38,10 +38,11 @@ from benchmarks._latency import lookup_model
 from nas.cache import ENV_LUT_DIR
 from nas.cost import CostModel
 from nas.latency import default_table_path
+from nas.search.storage import storage_for
 from nas.space import load_space, unique_units
 
 QUICK = {"trials": 6, "proxy_trials": 4, "workers_list": "1,2", "storage_trials": 10}
-DEFAULT_STORAGE = "sqlite"  # what `nas search` writes without --storage (storage_cost's backend name)
+DEFAULT_STORAGE = "journal"  # what `nas search` writes without --storage (storage_cost's backend name)
 MACHINE = "a shared 2-core VM (other work may run alongside): compare legs of one run, not runs"
 STORAGES = ("default", "postgres")
 
@@ -63,7 +64,7 @@ def trials_for(args: Any, objective: str) -> int:
 def complete_trials(run_dir: Path) -> int:
     """COMPLETE trials in the leg's study, read back through its run.json."""
     info = json.loads((run_dir / "run.json").read_text())
-    study = optuna.load_study(study_name=info["study_name"], storage=info["storage"])
+    study = optuna.load_study(study_name=info["study_name"], storage=storage_for(info["storage"]))
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
 
 

@@ -1,7 +1,7 @@
 """Benchmark: `nas search` against the loop a user would write by hand, same sampler, seed and trial count.
 
 Ours: NSGA-II over the space's decisions, MACs from cached per-unit fvcore
-counts, latency from a warm table, finished trials batched into SQLite.
+counts, latency from a warm table, finished trials batched into the run folder's journal file (study.journal).
 By hand: the same Optuna sampler on an SQLite study, and per trial the
 network is built, counted with fvcore as a whole and timed end to end.
 Both run in this process one after the other; the ratio is per trial.
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     cost.save()
 
     full_s, summary = ours(args.space, latency, cost, args.target, args.trials, args.seed, work / "full", measure=True)
-    print(f"ours: {args.trials} NSGA-II trials, SQLite, warm table, report with measured winner: {full_s:.1f} s "
+    print(f"ours: {args.trials} NSGA-II trials, journal file, warm table, report with measured winner: {full_s:.1f} s "
           f"(search loop {summary['search_seconds']:.1f} s)")
     best = summary["best"] or {}
     print(f"winner: trial {best.get('number')}, predicted {best.get('predicted_latency_ms', float('nan')):.2f} ms, "

@@ -6,15 +6,14 @@ upper latency, objective, arch code) and its latency constraint. This times, sid
 recording `--trials` such trials through each (backend, path):
 
   memory    ask/tell, add_trials                 Optuna's in-memory storage: the cost without any storage
-  sqlite    ask/tell, add_trials, bulk           a SQLite file (the search's default)
-  journal   ask/tell, add_trials                 JournalStorage on a file (JournalFileBackend)
-  postgres  ask/tell, add_trials, bulk           with --postgres URL, or --start-postgres (a throwaway
+  sqlite    ask/tell, add_trials                 a SQLite file (run folders made before the journal default)
+  journal   ask/tell, add_trials                 JournalStorage on a file (the search's default)
+  postgres  ask/tell, add_trials                 with --postgres URL, or --start-postgres (a throwaway
                                                  local server, stopped at the end)
 
 ask/tell is `study.ask(fixed_distributions)`, the attributes, `trial.set_constraint` and `study.tell`;
-add_trials is `study.add_trials` of `optuna.trial.create_trial(...)` trials, `--batch` at a time; bulk is
-the project's `nas.search.storage.add_trials_bulk` (one transaction per batch through Optuna's table
-models). Each repeat runs every case once on a fresh study, in alternating order, and the figure is the
+add_trials is `study.add_trials` of `optuna.trial.create_trial(...)` trials, `--batch` at a time (the
+path a single-process search writes its batches through). Each repeat runs every case once on a fresh study, in alternating order, and the figure is the
 median over repeats of (write time / trials). The read side is the call a sampler makes each trial,
 `study.get_trials(deepcopy=False, states=(COMPLETE,))`, with `--read-sizes` trials in the storage:
 cold (a fresh storage object: a new worker's first read) and warm (the median of repeated reads on a
@@ -42,14 +41,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks import _postgres
 from benchmarks._common import finish, parse, parser
-from nas.search.storage import add_trials_bulk, open_storage
+from nas.search.storage import open_storage
 from nas.space import decisions, encode, load_space, sample
 
 QUICK = {"trials": 20, "repeats": 1, "batch": 10, "read_sizes": [20, 50], "reads": 2}
 DIRECTIONS = ["maximize", "minimize"]
 CONSTRAINT = "latency_ms"
-PATHS = {"memory": ("ask_tell", "add_trials"), "sqlite": ("ask_tell", "add_trials", "bulk"),
-         "journal": ("ask_tell", "add_trials"), "postgres": ("ask_tell", "add_trials", "bulk")}
+PATHS = {"memory": ("ask_tell", "add_trials"), "sqlite": ("ask_tell", "add_trials"),
+         "journal": ("ask_tell", "add_trials"), "postgres": ("ask_tell", "add_trials")}
 MACHINE = "a shared 2-core VM (other work may run alongside): compare rows of one run, not runs"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -125,12 +124,9 @@ def write(path: str, study: optuna.Study, store: BaseStorage, recs: list[Record]
                 trial.set_user_attr(key, value)
             trial.set_constraint(CONSTRAINT, r.constraint)
             study.tell(trial, r.values)
-    elif path == "add_trials":
-        for chunk in chunks:
-            study.add_trials(chunk)
     else:
         for chunk in chunks:
-            add_trials_bulk(store, study.study_name, chunk)
+            study.add_trials(chunk)
     return time.perf_counter() - start
 
 
@@ -165,8 +161,7 @@ def read_costs(backends: list[str], recs: list[Record], args: Any, folder: Path,
         tag = f"read-{backend}-{time.time_ns()}"
         with storage(backend, folder, tag, pg_url) as store:
             study, have = new_study(store, tag), 0
-            fill: Callable[[list[FrozenTrial]], None] = (
-                (lambda ts: add_trials_bulk(store, tag, ts)) if "bulk" in PATHS[backend] else study.add_trials)
+            fill: Callable[[list[FrozenTrial]], None] = study.add_trials
             for size in args.read_sizes:
                 for i in range(have, size, args.batch):
                     fill(frozen[i:min(i + args.batch, size)])
@@ -207,8 +202,8 @@ def print_tables(writes: dict[str, dict[str, Any]], reads: dict[str, dict[str, A
                  space_file: str, n_params: int) -> None:
     print(f"\nrecording a finished trial ({n_params} categorical params, 2 values, 6 user attrs, 1 constraint; "
           f"{space_file}); median of {repeats} alternating repeats of {n} trials; machine: {MACHINE}")
-    print(f"{'backend':10s}{'path':12s}{'ms/trial':>10s}{'x sqlite bulk':>15s}   repeats (ms/trial)")
-    base = writes.get("sqlite/bulk", {}).get("ms_per_trial")
+    print(f"{'backend':10s}{'path':12s}{'ms/trial':>10s}{'x journal add':>15s}   repeats (ms/trial)")
+    base = writes.get("journal/add_trials", {}).get("ms_per_trial")
     for row in writes.values():
         ratio = f"{row['ms_per_trial'] / base:.1f}x" if base else "-"
         spread = ", ".join(f"{v:.2f}" for v in row["repeat_ms_per_trial"])
@@ -224,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__)
     p.add_argument("--trials", type=int, default=200, help="trials recorded per case and repeat")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--batch", type=int, default=50, help="trials per add_trials / bulk call")
+    p.add_argument("--batch", type=int, default=50, help="trials per add_trials call")
     p.add_argument("--read-sizes", type=int, nargs="+", default=[200, 1000], help="stored trials at each read")
     p.add_argument("--reads", type=int, default=5, help="warm reads timed per size")
     p.add_argument("--folder", help="where the SQLite and journal files go (default: a temp folder); commits "

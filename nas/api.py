@@ -29,14 +29,15 @@ from nas.search.results import pareto_frame, trials_frame
 from nas.search.run import Search, SearchOutcome
 from nas.search.samplers import sampler_label
 from nas.search.settings import SearchSettings
-from nas.search.storage import open_storage
+from nas.search.storage import storage_for
 from nas.search.target import parse_latency
 from nas.space import SearchSpace, load_space
+from nas.workers import join_run, launch_workers, run_worker
 
 __all__ = ["ArchLatency", "ArchStats", "OpsExport", "SearchResult", "SearchSettings", "SpaceInfo", "TableBuild",
            "TableInfo", "arch_latency", "arch_stats", "build_table", "export", "export_ops", "import_results",
-           "latency_model", "load_space", "pareto", "prepare_search", "report", "run_search", "search", "space_info",
-           "table_info", "train", "trials", "validate_table"]
+           "join_run", "latency_model", "load_space", "pareto", "prepare_search", "report", "run_search", "run_worker",
+           "search", "space_info", "table_info", "train", "trials", "validate_table"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the report say what matters
 
@@ -75,29 +76,59 @@ def _space(space: SearchSpace | str | os.PathLike) -> SearchSpace:
 
 def prepare_search(space: SearchSpace | str | os.PathLike, settings: SearchSettings,
                    latency: LatencyModel | None = None, cost: CostModel | None = None,
-                   say: Callable[[str], None] | None = None) -> Search:
+                   say: Callable[[str], None] | None = None, bar: Callable[[Any], Any] | None = None) -> Search:
     """Check everything (settings, target reachable, storage, an existing study's origin), then open the study.
     Pass one `cost` model to several searches to share its per-unit fvcore counts; `say` hears a line
-    before slow set-up work (fitting a latency correction)."""
+    before slow set-up work (fitting a latency correction). With `settings.workers` the table is first made
+    to cover every unit of the space (`bar` wraps the units measured), so that no worker measures."""
     search = Search(_space(space), settings, latency or latency_model(), cost)
+    if settings.workers is not None:
+        missing = len(search.latency.missing(search.space, _units(search.space)))
+        if missing and say is not None and search.latency.measure_missing:
+            say(f"measuring the {missing} units of the space the latency table lacks, before any worker starts")
+        search.cover_space(bar)
     search.checked_target(say)
     search.open()
     return search
 
 
-def run_search(search: Search, *, progress: Progress | None = None, measure: bool = True,
-               table_path: str | None = None) -> SearchResult:
-    """Run the loop, then write the run folder (also after Ctrl-C, with the trials completed so far)."""
+def _units(space: SearchSpace) -> list:
+    from nas.space import unique_units
+
+    return list(unique_units(space).values())
+
+
+def _run_info(search: Search, table_path: str | None) -> RunInfo:
     profile = search.latency.profile
-    sampler = sampler_label(search.settings.sampler, len(search.spec.directions), search.settings.n_trials)
+    s = search.settings
     info = RunInfo(space=str(search.space.file), storage=search.storage_url, study_name=search.study_name,
                    target_ms=search.spec.target_ms, objective=search.spec.objective, mode=search.spec.mode,
-                   sampler=sampler, seed=search.settings.seed, backend=profile.backend,
-                   threads=profile.threads, batch_size=profile.batch_size,
-                   table=table_path or (str(search.latency.table.path) if search.latency.table.path else None))
+                   sampler=sampler_label(s.sampler, len(search.spec.directions), s.n_trials), seed=s.seed,
+                   backend=profile.backend, threads=profile.threads, batch_size=profile.batch_size,
+                   table=table_path or (str(search.latency.table.path) if search.latency.table.path else None),
+                   latency_profile=profile.id, machine_speed=search.speed, latency_margin=search.margin,
+                   data=s.data, epochs=s.epochs)
+    if search.shared:
+        table = search.latency.table
+        info.table = str(Path(info.table).resolve()) if info.table else None  # workers may start elsewhere
+        info.space = str(Path(info.space).resolve())
+        info.run_mode, info.workers, info.budget = "shared", s.workers, search.start_shared()
+        info.table_checksum = table.to_document()["checksum"]
+        info.heartbeat_s, info.grace_s, info.timeout_s = s.heartbeat_s, s.grace_s, s.timeout_s
+    return info
+
+
+def run_search(search: Search, *, progress: Progress | None = None, measure: bool = True,
+               table_path: str | None = None, say: Callable[[str], None] | None = None) -> SearchResult:
+    """Run the loop (or, with `settings.workers`, start the workers and wait for them), then write the run
+    folder (also after Ctrl-C, with the trials completed so far)."""
+    info = _run_info(search, table_path)
     search.run_dir.mkdir(parents=True, exist_ok=True)
     info.save(search.run_dir)
-    outcome = search.run(progress)
+    if search.settings.workers is not None:
+        outcome = launch_workers(search, search.settings.workers, progress=progress, say=say)
+    else:
+        outcome = search.run(progress)
     outcome.summary = write_report(search.run_dir, outcome.study, search.space, info, latency=search.latency,
                                    measure=measure, extra={"fastest_found": outcome.fastest,
                                                            "latency_margin": search.margin,
@@ -119,7 +150,7 @@ def search(space: SearchSpace | str | os.PathLike, target_latency: str | float, 
 def _load_run(run_dir: str | os.PathLike) -> tuple[RunInfo, SearchSpace, optuna.Study]:
     info = RunInfo.load(run_dir)
     space = load_space(info.space)
-    storage = open_storage(info.storage)
+    storage = storage_for(info.storage)
     try:
         study = optuna.load_study(study_name=info.study_name, storage=storage)
     except KeyError:

@@ -7,6 +7,7 @@ the previous version of each file whole.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ import pandas as pd
 
 from nas.errors import NasError
 from nas.plots import pareto_html, pareto_png
+from nas.search.shared import WORKER_ATTR_PREFIX
 from nas.search.results import arch_of, least_violating, pareto_frame, trials_frame
 from nas.search.verify import WinnerCheck, verify_winner
 from nas.space import SearchSpace, write_fixed
@@ -42,6 +44,19 @@ class RunInfo:
     threads: int
     batch_size: int
     table: str | None
+    # Shared mode: what a worker joining the run (`nas worker RUN_DIR`) needs besides the study itself.
+    run_mode: str = "single"  # "shared": workers ask and tell on the stored study; "single": one process
+    budget: int | None = None  # shared: COMPLETE trials the study ends with, all workers together
+    workers: int | None = None  # local worker processes `nas search --workers` started
+    latency_profile: str | None = None
+    table_checksum: str | None = None
+    machine_speed: float = 1.0  # the speed factor read once at the start; workers use it, never their own probe
+    latency_margin: float | None = None
+    data: str | None = None  # --objective trained
+    epochs: int | None = None
+    timeout_s: float | None = None  # each worker stops adding trials after this long
+    heartbeat_s: float | None = None
+    grace_s: float | None = None
 
     def save(self, run_dir: Path) -> None:
         _write_text(run_dir / RUN_INFO, json.dumps(asdict(self), indent=2) + "\n")
@@ -53,7 +68,8 @@ class RunInfo:
             raise NasError(f"{run_dir}: not a run folder (no {RUN_INFO}); pass the folder `nas search` wrote")
         try:
             data = json.loads(path.read_text())
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+            return cls(**{k: data[k] for k, f in cls.__dataclass_fields__.items()
+                          if k in data or f.default is dataclasses.MISSING})
         except (ValueError, KeyError, TypeError) as exc:
             raise NasError(f"{path}: damaged run description ({exc}); run `nas search` again to rewrite it") from None
 
@@ -76,6 +92,13 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
     check = verify_winner(space, front, lambda n: arch_of(by_number[n], space), info.target_ms, latency,
                           measure=measure)
     summary = _summary(info, trials, front, check, latency, extra)
+    workers = {k[len(WORKER_ATTR_PREFIX):]: v for k, v in study.user_attrs.items() if k.startswith(WORKER_ATTR_PREFIX)}
+    if workers or info.run_mode == "shared":  # which table and profile every worker scored with
+        _write_text(run_dir / "workers.json", json.dumps(workers, indent=2, sort_keys=True) + "\n")
+        summary["run_mode"], summary["budget"] = info.run_mode, info.budget
+        done = trials[trials["state"] == "COMPLETE"]
+        summary["workers"] = {w: {"complete": int((done["worker"] == w).sum()), "profile": v.get("profile"),
+                                  "table_checksum": v.get("table_checksum")} for w, v in sorted(workers.items())}
     _write_plots(run_dir, trials, front, space, info, check.winner)
     if check.winner is not None:
         _write_winner(run_dir, space, arch_of(by_number[check.winner["number"]], space),

@@ -134,5 +134,5 @@ def test_distributed_quick_single_process_leg(tmp_path: Path, capsys: pytest.Cap
     leg = figures["legs"]["macs/default/1"]
     assert (leg["trials"], leg["complete_in_study"], leg["workers"]) == (6, 6, 1)
     assert leg["trials_per_s"] > 0 and leg["wall_s"] >= leg["loop_s"] > 0
-    assert set(figures["storage_ms_per_trial"]) == {"sqlite"} and figures["postgres"] is None
+    assert set(figures["storage_ms_per_trial"]) == {"journal"} and figures["postgres"] is None
     assert capsys.readouterr().out.count(_common.QUICK_NOTE) == 2

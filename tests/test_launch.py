@@ -1,4 +1,4 @@
-"""`nas workers` / `nas.launch.launch`: N tasks on a Dask cluster, each one worker of a run folder. The
+"""`nas worker --dask` / `nas.launch.launch`: N tasks on a Dask cluster, each one worker of a run folder. The
 launcher is exercised with a stand-in worker (which says where it ran); one test runs the real
 `nas.api.run_worker` once that exists."""
 from __future__ import annotations
@@ -26,7 +26,7 @@ def stand_in(run_dir: str, lut: str | None) -> tuple[int, str, str | None]:
 def test_without_dask_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "dask.distributed", None)  # as on a machine without the extra
-    assert main(["workers", str(tmp_path), "-n", "2"]) == 2
+    assert main(["worker", str(tmp_path), "--dask", "local", "-n", "2"]) == 2
     assert capsys.readouterr().err == ("error: the Dask launcher needs dask.distributed, which is not installed: "
                                        "pip install -e '.[dask]'\n")
     assert DASK_HINT == "pip install -e '.[dask]'"
@@ -35,6 +35,12 @@ def test_without_dask_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch,
 def test_at_least_one_worker(tmp_path: Path) -> None:
     with pytest.raises(NasError, match="^-n: the number of workers must be at least 1, got 0$"):
         launch(tmp_path, 0, task=stand_in)
+
+
+def test_n_without_dask_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", str(tmp_path), "-n", "2"]) == 2
+    assert capsys.readouterr().err == ("error: -n: starts N workers as Dask tasks and needs --dask ADDRESS (or --dask "
+                                       "local); for N local processes use `nas search --workers N`\n")
 
 
 def test_n_tasks_run_in_n_local_processes(tmp_path: Path) -> None:
@@ -62,11 +68,8 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
 def test_the_real_run_worker_joins_a_run_on_postgresql(tmp_path: Path, write_yaml, postgres_url: str) -> None:
     """Two real workers as Dask tasks on a run made by `nas search --storage`: they finish without error and
     leave a consistent study (unique numbers, nothing left RUNNING)."""
-    import importlib
     import json
 
-    if not hasattr(importlib.import_module("nas.api"), "run_worker"):
-        pytest.skip("nas.api.run_worker does not exist yet (the distributed-workers branch adds it)")
     pytest.importorskip("dask.distributed", reason="dask is not installed (pip install -e '.[dask]')")
     from search_helpers import TINY_SPACE, synthetic_table
 

@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from nas import __version__
-from nas.cli import arch, export, lut, search, space, train, workers
+from nas.cli import arch, export, lut, search, space, train, worker
 from nas.errors import NasError
 
 
@@ -15,9 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware neural architecture search for mobile networks.")
     parser.add_argument("--version", action="version", version=f"nas {__version__}")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{search,report,workers,export,train,space,arch,lut}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{search,worker,report,export,train,space,arch,lut}")
 
-    for group in (space, arch, lut, search, workers, export, train):
+    for group in (space, arch, lut, search, worker, export, train):
         group.register(groups)
     return parser
 
@@ -27,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        _import_plugins()
         return args.func(args)
     except NasError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -39,6 +40,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+PLUGINS_ENV = "NAS_PLUGINS"
+
+
+def _import_plugins() -> None:
+    """Import the modules named in $NAS_PLUGINS (comma-separated): their `register_objective` and
+    `register_sampler` calls then exist in this process too, as every worker of a shared run needs."""
+    import importlib
+    import os
+
+    for name in filter(None, (n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise NasError(f"${PLUGINS_ENV}: cannot import {name!r}: {exc}") from None
 
 
 if __name__ == "__main__":

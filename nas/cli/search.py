@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any
 
-from nas.cli._common import add_profile_options, latency_model
+from nas.cli._common import add_profile_options, latency_model, progress, say
 from nas.search.objectives import objective_names
 from nas.search.samplers import sampler_help
 
@@ -84,18 +84,22 @@ def _search(args: argparse.Namespace) -> int:
         target_ms=target, objective=args.objective, sampler=args.sampler, seed=args.seed,
         mode="single" if args.single_objective else "multi", n_trials=args.n_trials, timeout_s=args.timeout,
         run_dir=args.run_dir, storage=args.storage, study_name=args.study_name, data=args.data, epochs=args.epochs,
-        latency_margin=_margin(args.latency_margin), fit=args.fit)
+        latency_margin=_margin(args.latency_margin), fit=args.fit, workers=args.workers,
+        heartbeat_s=args.heartbeat, grace_s=args.grace)
     latency = latency_model(args)
-    search = api.prepare_search(args.space, settings, latency, say=lambda line: print(line, file=sys.stderr))
+    search = api.prepare_search(args.space, settings, latency, say=say, bar=progress(not args.quiet, "table", "unit"))
     if search.fit_note:
         print(f"warning: {search.fit_note}", file=sys.stderr)
     print(f"latency margin {search.margin:.1%}: feasible means predicted x {1 + search.margin:.3f} <= "
           f"{target:g} ms", file=sys.stderr)
-    progress = LogProgress(args.objective) if args.quiet else BarProgress(args.objective, latency.table)
+    display = LogProgress(args.objective) if args.quiet else BarProgress(args.objective, latency.table)
     earlier = search.stats.total
     if earlier:
         print(f"resuming study {search.study_name!r} ({earlier} trials) in {search.storage_url}", file=sys.stderr)
-    outcome = api.run_search(search, progress=progress, measure=not args.no_measure,
+    if search.shared:
+        print(f"shared study {search.study_name!r} in {search.storage_url}: "
+              f"{args.workers or 1} worker(s); more join with `nas worker {search.run_dir}`", file=sys.stderr)
+    outcome = api.run_search(search, progress=display, measure=not args.no_measure, say=say,
                              table_path=str(latency.table.path) if latency.table.path else None).outcome
     _print_outcome(outcome)
     return 130 if outcome.interrupted else 0
@@ -168,10 +172,19 @@ def register(groups: Any) -> None:
                    help="maximise the objective alone under the constraint (default: an objective/latency front)")
     p.add_argument("--sampler", default="auto", help=sampler_help())
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    p.add_argument("--n-trials", type=int, default=300, help="trials to add in this run (default 300)")
+    p.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS", help="shared mode: a worker stamps its "
+                   "running trial this often (default 5)")
+    p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS", help="shared mode: a running trial whose "
+                   "heartbeat stood still this long is failed and retried once by another worker (default 30)")
+    p.add_argument("--n-trials", type=int, default=300, help="trials to add in this run (default 300); in shared mode "
+                   "the COMPLETE trials all workers add together")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop adding trials after this long")
     p.add_argument("--run-dir", metavar="DIR", help="run folder (default runs/<space>-<target>, e.g. runs/sandglass-20ms)")
-    p.add_argument("--storage", metavar="URL", help="Optuna storage, any SQLAlchemy URL (default sqlite:///DIR/study.db)")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage: any SQLAlchemy URL (postgresql+psycopg://user@host/db "
+                   "to share a study between machines) or a journal file, journal:PATH or PATH.journal (default: "
+                   "DIR/study.journal; a run folder with a study.db from an earlier version keeps it)")
+    p.add_argument("--workers", type=int, metavar="N", help="shared mode: start N worker processes that ask and tell "
+                   "on the stored study, --n-trials in all (more can join with `nas worker RUN_DIR`)")
     p.add_argument("--study-name", metavar="NAME", help="study name in the storage (default: the run folder's name)")
     p.add_argument("--latency-margin", metavar="M", help="feasible means predicted x (1 + M) <= target, so the "
                    "search is not drawn to networks the table under-predicts: 0.05 or 5%% (default: the upper end "

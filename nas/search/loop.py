@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Protocol
 import optuna
 
 from nas.search.settings import SearchSettings
+from nas.search.shared import Heartbeat, WorkerLoop
 from nas.search.storage import TrialBatches
 
 
@@ -53,6 +54,8 @@ class LoopResult:
 
 # Scores one asked trial: its objective values and whether it meets the target.
 Evaluate = Callable[[optuna.Trial], tuple[list[float], bool]]
+# Scores a trial whose parameters were drawn already.
+Finish = Callable[[optuna.Trial, dict[str, Any]], tuple[list[float], bool]]
 
 
 def run_trials(memory: optuna.Study, evaluate: Evaluate, batches: TrialBatches, stats: SearchStats,
@@ -67,7 +70,7 @@ def run_trials(memory: optuna.Study, evaluate: Evaluate, batches: TrialBatches, 
     if progress:
         progress.start(settings.n_trials, stats)
     try:
-        with guard(), _stop_signals() as stop:
+        with guard(), stop_signals() as stop:
             while _more(settings, stats, began) and not stop.requested:
                 trial = memory.ask()
                 values, feasible = evaluate(trial)
@@ -89,6 +92,50 @@ def run_trials(memory: optuna.Study, evaluate: Evaluate, batches: TrialBatches, 
     return LoopResult(elapsed_s=time.perf_counter() - began, interrupted=interrupted)
 
 
+def run_shared(worker: WorkerLoop, suggest: Callable[[optuna.Trial], dict[str, Any]], finish: Finish,
+               stats: SearchStats, settings: SearchSettings, *, progress: Progress | None = None,
+               guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
+               on_exit: Callable[[], None] = lambda: None) -> LoopResult:
+    """Claim and score trials of the stored study until its budget of COMPLETE trials is met (by all workers
+    together), `settings.timeout_s` or a stop signal; the running trial carries a heartbeat
+    (`nas.search.shared`). `suggest` draws a trial's parameters, `finish` scores them."""
+    began = time.perf_counter()
+    interrupted = False
+    heartbeat = Heartbeat(worker.storage, settings.heartbeat_s, also=worker.reaper.reap_now)
+    if progress:
+        progress.start(worker.budget(), stats)
+
+    try:
+        with guard(), stop_signals() as stop:
+            def should_stop() -> bool:
+                return stop.requested or (settings.timeout_s is not None
+                                          and time.perf_counter() - began >= settings.timeout_s)
+
+            while (claim := worker.next_trial(should_stop, suggest)) is not None:
+                heartbeat.beat(claim.trial_id)
+                try:
+                    values, feasible = finish(claim.trial, claim.trial.params)
+                except BaseException:
+                    heartbeat.stop()
+                    worker.fail(claim)
+                    raise
+                heartbeat.stop()
+                if worker.tell(claim, values):  # False: judged dead and failed meanwhile; its retry counts
+                    stats.add(values[0], feasible)
+                    if progress:
+                        progress.update(stats)
+            interrupted = stop.requested
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        heartbeat.close()
+        with _sigint_ignored():
+            on_exit()
+            if progress:
+                progress.close(stats)
+    return LoopResult(elapsed_s=time.perf_counter() - began, interrupted=interrupted)
+
+
 def _more(settings: SearchSettings, stats: SearchStats, began: float) -> bool:
     return (settings.n_trials is None or stats.new < settings.n_trials) and \
         (settings.timeout_s is None or time.perf_counter() - began < settings.timeout_s)
@@ -99,7 +146,7 @@ class _StopRequest:
 
 
 @contextmanager
-def _stop_signals() -> Iterator[_StopRequest]:
+def stop_signals() -> Iterator[_StopRequest]:
     """Ctrl-C or SIGTERM asks the loop to stop after the trial in flight (checked between trials, so no
     library code can swallow it); a second Ctrl-C interrupts at once."""
     stop = _StopRequest()

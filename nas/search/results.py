@@ -14,7 +14,8 @@ METRIC_COLUMNS = ["macs", "params", "predicted_latency_ms", "latency_upper_ms", 
 
 def trials_frame(study: optuna.Study | Sequence[optuna.trial.FrozenTrial], space: SearchSpace) -> pd.DataFrame:
     """Columns: number, state, one per decision, macs, params, predicted_latency_ms, latency_upper_ms (the
-    prediction plus the search's latency margin, what feasibility was judged on), objective, feasible, arch."""
+    prediction plus the search's latency margin, what feasibility was judged on), objective, feasible, arch,
+    worker (host:pid of the process that scored it)."""
     trials = study.get_trials(deepcopy=False) if isinstance(study, optuna.Study) else list(study)
     names = [d.name for d in decisions(space)]
     rows = []
@@ -25,9 +26,9 @@ def trials_frame(study: optuna.Study | Sequence[optuna.trial.FrozenTrial], space
         feasible = bool(t.constraints) and all(v <= 0 for v in t.constraints.values())
         row.update(macs=ua.get("macs"), params=ua.get("params"), predicted_latency_ms=ua.get("predicted_latency_ms"),
                    latency_upper_ms=ua.get("latency_upper_ms"), objective=ua.get("objective"), feasible=feasible and t.state == optuna.trial.TrialState.COMPLETE,
-                   arch=ua.get("arch"))
+                   arch=ua.get("arch"), worker=ua.get("worker"))
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=["number", "state", *names, *METRIC_COLUMNS, "arch"])
+    frame = pd.DataFrame(rows, columns=["number", "state", *names, *METRIC_COLUMNS, "arch", "worker"])
     return frame.sort_values("number", kind="stable").reset_index(drop=True)
 
 

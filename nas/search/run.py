@@ -1,31 +1,37 @@
 """One search: the settings checked, the study created or resumed, the latency table made ready, the loop run.
 
-Sampling runs on an in-memory copy of the study (loaded from the storage when
-resuming); `nas.search.loop` runs the trials and `nas.search.storage` writes
-the finished ones in batches.
+Single process (the default): sampling runs on an in-memory copy of the study
+(loaded from the storage when resuming); `nas.search.loop` runs the trials and
+`nas.search.storage` writes the finished ones in batches. Shared mode
+(`--workers N`, a server storage, `nas worker`): every worker asks and tells on
+the stored study itself (`nas.search.shared`).
 """
 from __future__ import annotations
 
+import os
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from nas.cost import CostModel
 from nas.latency import LatencyModel
 from nas.search.fastest import TargetUnreachableError, require_reachable
-from nas.search.loop import Progress, SearchStats, run_trials
+from nas.search.loop import Progress, SearchStats, run_shared, run_trials
 from nas.search.objective_registry import Metrics
 from nas.search.objectives import get_objective
 from nas.search.samplers import make_sampler
 from nas.search.settings import FIT_NETWORKS, MODES, SearchSettings
-from nas.search.storage import TrialBatches, open_storage
+from nas.search.shared import BUDGET_ATTR, RUN_MODE_ATTR, WORKER_ATTR_PREFIX, WorkerLoop, waiting_trial, worker_id
+from nas.search.storage import TrialBatches, is_journal, is_server, journal_url, storage_for
 from nas.search.study import StudySpec, open_study, space_fingerprint
 from nas.search.target import format_latency
-from nas.space import SearchSpace, canonical, decisions, encode
+from nas.space import SearchSpace, canonical, decisions, encode, unique_units
 
 __all__ = ["CONSTRAINT", "FIT_NETWORKS", "MODES", "Progress", "Search", "SearchOutcome", "SearchSettings",
            "SearchStats", "TargetUnreachableError", "default_run_dir", "sqlite_url"]
@@ -54,6 +60,26 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+def default_storage(run_dir: Path) -> str:
+    """A run folder's storage: its study.db (SQLite) when an earlier search left one, so old runs resume
+    as they are, else the journal file study.journal (public writes at 1.5 ms a trial, several processes
+    of one machine may share it)."""
+    old = run_dir / "study.db"
+    return sqlite_url(old) if old.exists() else journal_url(run_dir / "study.journal")
+
+
+def storage_url(text: str | None, run_dir: Path) -> str:
+    """`--storage` as recorded: journal files as `journal:ABSOLUTE_PATH`, URLs as given."""
+    if text is None:
+        return default_storage(run_dir)
+    return journal_url(text.removeprefix("journal:")) if is_journal(text) else text
+
+
+def shared_seed(seed: int | None, me: str) -> int | None:
+    """A worker's own sampler seed: workers with one seed would propose the same random start points."""
+    return None if seed is None else (seed * 1_000_003 + zlib.crc32(me.encode())) % 2**32
+
+
 class Search:
     """One search: validated settings, the study (created or resumed) and the loop."""
 
@@ -67,9 +93,14 @@ class Search:
         self.spec = StudySpec(space=space.name, space_fingerprint=space_fingerprint(space),
                               objective=self.objective.name,
                               target_ms=float(s.target_ms), mode=s.mode, latency_profile=latency.profile.id)
-        self.sampler = make_sampler(s.sampler, s.seed, len(self.spec.directions), s.n_trials)
         self.run_dir = Path(s.run_dir) if s.run_dir else default_run_dir(space, s.target_ms)
-        self.storage_url = s.storage or sqlite_url(self.run_dir / "study.db")
+        self.storage_url = storage_url(s.storage, self.run_dir)
+        # Shared mode: workers ask and tell on the stored study (nas.search.shared); else one process
+        # samples from an in-memory copy and writes finished trials in batches.
+        self.shared = s.workers is not None or is_server(self.storage_url)
+        self.me = worker_id()
+        self.sampler = make_sampler(s.sampler, shared_seed(s.seed, self.me) if self.shared else s.seed,
+                                    len(self.spec.directions), s.n_trials, shared=self.shared)
         self.study_name = s.study_name or self.run_dir.name
         self._decisions = [(d.name, list(d.choices)) for d in decisions(space)]
         self._cache: dict[Any, tuple[Metrics, float, str]] = {}
@@ -99,12 +130,19 @@ class Search:
         return hit
 
     def _evaluate(self, trial: optuna.Trial) -> tuple[list[float], bool]:
-        values = {name: trial.suggest_categorical(name, choices) for name, choices in self._decisions}
+        return self._finish(trial, self._suggest(trial))
+
+    def _suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Every decision of the space, drawn by the sampler."""
+        return {name: trial.suggest_categorical(name, choices) for name, choices in self._decisions}
+
+    def _finish(self, trial: optuna.Trial, values: dict[str, Any]) -> tuple[list[float], bool]:
+        """Score drawn decisions into the trial's attributes and constraint: objective values, feasible."""
         metrics, objective, code = self.score(values)
         upper = metrics.latency_ms * (1 + self.margin)
-        for key, value in (("macs", metrics.macs), ("params", metrics.params),
-                           ("predicted_latency_ms", metrics.latency_ms), ("latency_upper_ms", upper),
-                           ("objective", objective), ("arch", code)):
+        attrs = (("macs", metrics.macs), ("params", metrics.params), ("predicted_latency_ms", metrics.latency_ms),
+                 ("latency_upper_ms", upper), ("objective", objective), ("arch", code))
+        for key, value in attrs if self.shared else (*attrs, ("worker", self.me)):  # shared: set at ask
             trial.set_user_attr(key, value)
         trial.set_constraint(CONSTRAINT, upper - self.spec.target_ms)
         objectives = [objective, metrics.latency_ms] if self.spec.mode == "multi" else [objective]
@@ -154,31 +192,83 @@ class Search:
             self._save_table()
         return ms
 
-    def open(self) -> optuna.Study:
-        """Create or resume the study; earlier trials are loaded into the sampler's in-memory copy."""
+    def cover_space(self, progress: Callable[[Any], Any] | None = None) -> int:
+        """Measure every unit of the space the table lacks, so that in shared mode no worker measures while
+        the others load the machine; returns how many were measured."""
+        m = self.latency
+        if not m.measure_missing or m.profile.remote:
+            return 0
+        try:
+            return m.fill(self.space, list(unique_units(self.space).values()), progress)
+        finally:
+            self._save_table()
+
+    def open(self, *, create: bool = True) -> optuna.Study:
+        """Create or resume the study (`create=False`: it must exist, as for a worker joining a run). Single
+        process: earlier trials are loaded into the sampler's in-memory copy. Shared: the sampler works on
+        the stored study, and the parent sets the budget (`start_shared`)."""
         if self.settings.storage is None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = open_storage(self.storage_url)
-        self.study = open_study(self.spec, self.storage, self.storage_url, self.study_name)
+        self.storage = storage_for(self.storage_url)
+        self.study = open_study(self.spec, self.storage, self.storage_url, self.study_name, create=create)
         earlier = [t for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()]
-        self.memory = optuna.create_study(directions=self.spec.directions, sampler=self.sampler)
-        self.memory.add_trials(earlier)
         for t in earlier:
             if t.state == TrialState.COMPLETE:
                 self.stats.add(t.values[0], all(v <= 0 for v in t.constraints.values()), new=False)
+        if not self.shared:  # shared: the sampler works on a mirror of the stored study (nas.search.shared)
+            self.memory = optuna.create_study(directions=self.spec.directions, sampler=self.sampler)
+            self.memory.add_trials(earlier)
+        if create:
+            self.study.set_user_attr(RUN_MODE_ATTR, "shared" if self.shared else "single")
         return self.study
+
+    def start_shared(self) -> int:
+        """Set the study's budget (its COMPLETE trials now plus `n_trials`) and enqueue the feasible start
+        for an empty study; returns the budget. Run once, by whoever starts the workers."""
+        complete = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        budget = complete + int(self.settings.n_trials or 0)
+        self.study.set_user_attr(BUDGET_ATTR, budget)
+        if not self.study.get_trials(deepcopy=False) and self._start:
+            distributions = {name: CategoricalDistribution(choices) for name, choices in self._decisions}
+            self.storage.create_new_trial(self.storage.get_study_id_from_name(self.study_name),
+                                          template_trial=waiting_trial(dict(self._start), distributions))
+        return budget
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self, progress: Progress | None = None) -> SearchOutcome:
         """Add up to `n_trials` trials (or until `timeout_s`), flushing to the storage as it goes."""
         if not self.fastest:
             self.checked_target()
-        if self.memory is None:
+        if self.study is None:
             self.open()
+        if self.shared:
+            return self._run_shared(progress)
         if self.stats.total == 0 and not self.memory.get_trials(deepcopy=False):
             self.memory.enqueue_trial(self._start)  # a feasible first trial gives every sampler a foothold
         batches = TrialBatches(self.memory, self.storage, self.study_name, self.settings.flush_every_s)
         result = run_trials(self.memory, self._evaluate, batches, self.stats, self.settings, progress=progress,
+                            guard=self._table_journal, on_exit=self._save_table)
+        return SearchOutcome(study=self.study, run_dir=self.run_dir, storage_url=self.storage_url, stats=self.stats,
+                             elapsed_s=result.elapsed_s, interrupted=result.interrupted, fastest=self.fastest)
+
+    def record_worker(self, table: str | None, *, may_measure: bool) -> None:
+        """Say in the study which table and profile this worker scores with (`nas report` writes
+        workers.json from it)."""
+        t = self.latency.table
+        self.study.set_user_attr(WORKER_ATTR_PREFIX + self.me, {
+            "host": self.me.rsplit(":", 1)[0], "pid": os.getpid(), "table": table,
+            "table_checksum": t.to_document()["checksum"], "entries": len(t), "profile": self.latency.profile.id,
+            "may_measure": may_measure})
+
+    def _run_shared(self, progress: Progress | None) -> SearchOutcome:
+        if BUDGET_ATTR not in self.study.user_attrs:  # a search that runs its one worker itself
+            self.start_shared()
+        if WORKER_ATTR_PREFIX + self.me not in self.study.user_attrs:
+            path = self.latency.table.path
+            self.record_worker(str(path) if path else None, may_measure=self.latency.measure_missing)
+        worker = WorkerLoop(self.study, self.storage, self.sampler, self.spec.directions, self.settings.grace_s,
+                            me=self.me)
+        result = run_shared(worker, self._suggest, self._finish, self.stats, self.settings, progress=progress,
                             guard=self._table_journal, on_exit=self._save_table)
         return SearchOutcome(study=self.study, run_dir=self.run_dir, storage_url=self.storage_url, stats=self.stats,
                              elapsed_s=result.elapsed_s, interrupted=result.interrupted, fastest=self.fastest)

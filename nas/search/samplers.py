@@ -50,13 +50,19 @@ def register_sampler(name: str, help: str, make: SamplerMaker) -> SamplerEntry:
     return SAMPLERS[name]
 
 
-def make_sampler(name: str, seed: int | None, n_objectives: int, n_trials: int | None = None) -> BaseSampler:
-    """The Optuna sampler for a `--sampler` name. Constraints reach it through `trial.set_constraint`."""
+def make_sampler(name: str, seed: int | None, n_objectives: int, n_trials: int | None = None, *,
+                 shared: bool = False) -> BaseSampler:
+    """The Optuna sampler for a `--sampler` name. Constraints reach it through `trial.set_constraint`.
+    `shared`: several workers ask on one stored study, so TPE (also when `auto` picks it) uses the
+    constant liar, which counts the running trials of every worker as poor results and so keeps
+    workers from proposing the same point at once."""
     entry = SAMPLERS.get(name)
     if entry is None:
         raise SamplerError(f"--sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-    with warnings.catch_warnings():  # NSGA-III is "experimental" in Optuna: a fact for the README, not each run
+    with warnings.catch_warnings():  # NSGA-III, constant liar: "experimental" in Optuna, a fact for the README
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if shared and (name == "tpe" or (name == "auto" and auto_choice(n_objectives, n_trials) == "tpe")):
+            return _tpe(seed, constant_liar=True)
         return entry.make(seed, n_objectives, n_trials)
 
 
@@ -129,8 +135,11 @@ def auto_choice(n_objectives: int, n_trials: int | None = None) -> str:
     return "nsga2" if n_objectives > 1 else "tpe"
 
 
-register_sampler("tpe", "multivariate TPE", lambda seed, n_objectives, n_trials: optuna.samplers.TPESampler(
-    seed=seed, multivariate=True, n_startup_trials=20))
+def _tpe(seed: int | None, constant_liar: bool = False) -> BaseSampler:
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=20, constant_liar=constant_liar)
+
+
+register_sampler("tpe", "multivariate TPE", lambda seed, n_objectives, n_trials: _tpe(seed))
 register_sampler("nsga2", "NSGA-II", lambda seed, n_objectives, n_trials: optuna.samplers.NSGAIISampler(seed=seed))
 register_sampler("nsga3", "NSGA-III", lambda seed, n_objectives, n_trials: optuna.samplers.NSGAIIISampler(seed=seed))
 register_sampler("gp", "Gaussian process", lambda seed, n_objectives, n_trials: optuna.samplers.GPSampler(seed=seed))

@@ -51,9 +51,9 @@ def space_fingerprint(space: SearchSpace) -> str:
 
 
 def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, storage_url: str,
-               study_name: str) -> optuna.Study:
+               study_name: str, *, create: bool = True) -> optuna.Study:
     """Create the study in `storage` (opened from `storage_url`), or load it when it exists and was made for
-    the same search."""
+    the same search; with `create=False` a missing study is a StudyMismatchError."""
     try:
         existing = {s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)}
     except Exception as exc:
@@ -62,6 +62,8 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, storage_ur
         study = optuna.load_study(study_name=study_name, storage=storage)
         _check(study, spec, storage_url, study_name)
         return study
+    if not create:
+        raise StudyMismatchError(f"study {study_name!r} is not in {storage_url}; start the run with `nas search`")
     study = optuna.create_study(study_name=study_name, storage=storage, directions=spec.directions)
     for key, value in spec.attrs().items():
         study.set_user_attr(key, value)

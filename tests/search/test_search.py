@@ -15,7 +15,7 @@ from nas.latency.timing import TableTimer
 from nas.search import SAMPLERS, SearchSettings, make_sampler, parse_latency
 from nas.search.results import hypervolume, pareto_mask
 from nas.search.samplers import CategoricalQMCSampler
-from nas.search.storage import add_trials_bulk, open_storage
+from nas.search.storage import add_trials_bulk, open_storage, storage_for
 from nas.space import decisions, load_space
 from proxies.latency import current_profile
 from search_helpers import COSTS, TINY_SPACE, synthetic_model, synthetic_table
@@ -26,6 +26,11 @@ TARGET = 0.4  # ms on the synthetic table: about half of the tiny space is feasi
 @pytest.fixture
 def tiny(write_yaml) -> Path:
     return write_yaml(TINY_SPACE, "tiny.yaml")
+
+
+def _stored(run: Path) -> list[optuna.trial.FrozenTrial]:
+    """The trials of a run folder's default storage (the journal file study.journal)."""
+    return optuna.load_study(study_name=run.name, storage=storage_for(f"journal:{run / 'study.journal'}")).get_trials()
 
 
 def _search(tiny: Path, run_dir: Path, *, measure: bool = False, progress=None, **settings) -> api.SearchResult:
@@ -184,7 +189,7 @@ def test_interrupt_keeps_completed_trials_and_writes_the_report(tiny, tmp_path) 
     run = tmp_path / "run"
     result = _search(tiny, run, sampler="tpe", n_trials=50, progress=_StopAfter(13))
     assert result.outcome.interrupted
-    stored = optuna.load_study(study_name="run", storage=f"sqlite:///{run / 'study.db'}").get_trials()
+    stored = _stored(run)
     assert [t.number for t in stored] == list(range(13)) and all(t.state.name == "COMPLETE" for t in stored)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["n_trials"] == 13
@@ -209,13 +214,13 @@ def test_interrupt_with_a_signal_from_the_command_line(tiny, tmp_path, signame) 
            "--quiet", "--fit", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while not (run / "study.db").exists() and time.time() < deadline:
+    while not (run / "study.journal").exists() and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(3.0)  # past the first batch write
     proc.send_signal(getattr(signal, signame))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    kept = optuna.load_study(study_name="run", storage=f"sqlite:///{run / 'study.db'}").get_trials()
+    kept = _stored(run)
     assert len(kept) > 0 and all(t.state.name == "COMPLETE" for t in kept)
     assert f"interrupted: {len(kept)} completed trials of this run are kept in" in err
     assert json.loads((run / "summary.json").read_text())["n_trials"] == len(kept)
@@ -227,12 +232,12 @@ def test_run_folder_files_and_columns(tiny, tmp_path) -> None:
     result = _search(tiny, run, sampler="nsga2", n_trials=30, measure=True)
     space = load_space(tiny)
     names = [d.name for d in decisions(space)]
-    for f in ("study.db", "run.json", "trials.csv", "pareto.csv", "pareto.png", "pareto.html", "best.yaml",
+    for f in ("study.journal", "run.json", "trials.csv", "pareto.csv", "pareto.png", "pareto.html", "best.yaml",
               "best_model.py", "best_model.onnx", "summary.json"):
         assert (run / f).is_file() and (run / f).stat().st_size > 0, f
     trials = pd.read_csv(run / "trials.csv")
     expected = ["number", "state", *names, "macs", "params", "predicted_latency_ms", "latency_upper_ms", "objective",
-                "feasible", "arch"]
+                "feasible", "arch", "worker"]
     assert list(trials.columns) == expected and len(trials) == 30
     pareto = pd.read_csv(run / "pareto.csv")
     assert list(pareto.columns) == expected and pareto["feasible"].all()
@@ -341,6 +346,10 @@ def earlier_run(tmp_path_factory) -> tuple[Path, Path, Path, dict[str, str]]:
     (["--fit", "2"], "error: --fit: 2 is not 0 or a number of networks >= 4"),
     (["--storage", "nosuchdb://x/y"], "error: cannot open storage 'nosuchdb://x/y': "),
     (["--n-trials", "0"], "error: --n-trials: 0 is not a positive number of trials"),
+    (["--workers", "0"], "error: --workers: 0 is not a positive number of worker processes"),
+    (["--workers", "2", "--heartbeat", "5", "--grace", "2"], "error: --heartbeat 5.0 / --grace 2.0: the heartbeat "
+                                                             "must be a positive number of seconds shorter than the "
+                                                             "grace period"),
 ])
 def test_bad_input_exits_2_and_leaves_the_earlier_run_alone(earlier_run, capsys, monkeypatch, extra,
                                                             message) -> None:
@@ -368,10 +377,10 @@ def test_study_made_for_another_space_is_refused(earlier_run, write_yaml, capsys
     capsys.readouterr()
     code = main(["search", "--space", str(other), "--target-latency", f"{TARGET}ms", "--lut", str(lut),
                  "--threads", "1", "--run-dir", str(run), "--study-name", "run", "--quiet", "--fit", "0",
-                 "--storage", f"sqlite:///{run / 'study.db'}"])
+                 "--storage", str(run / "study.journal")])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith(f"error: study 'run' in sqlite:///{run / 'study.db'} was made for space tiny (")
+    assert err.startswith(f"error: study 'run' in journal:{run / 'study.journal'} was made for space tiny (")
     assert "use another --study-name or --run-dir to start a new search" in err
     assert _digest(run) == before
 
@@ -380,7 +389,7 @@ def test_report_rebuilds_the_run_folder(earlier_run, capsys, tmp_path) -> None:
     import shutil
     run = shutil.copytree(earlier_run[2], tmp_path / "run")  # the shared run stays as it was
     info = json.loads((run / "run.json").read_text())
-    info["storage"] = f"sqlite:///{run / 'study.db'}"
+    info["storage"] = f"journal:{run / 'study.journal'}"
     (run / "run.json").write_text(json.dumps(info))
     (run / "trials.csv").unlink()
     (run / "pareto.png").unlink()
