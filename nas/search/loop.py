@@ -112,7 +112,7 @@ def run_shared(worker: WorkerLoop, suggest: Callable[[optuna.Trial], dict[str, A
                                           and time.perf_counter() - began >= settings.timeout_s)
 
             while (claim := worker.next_trial(should_stop, suggest)) is not None:
-                heartbeat.beat(claim.trial_id)
+                heartbeat.beat(claim.trial_id, stamp_now=not claim.fresh)
                 try:
                     values, feasible = finish(claim.trial, claim.trial.params)
                 except BaseException:

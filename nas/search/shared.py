@@ -31,6 +31,7 @@ its attributes and values. Rules:
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import threading
@@ -93,11 +94,12 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="nas-heartbeat", daemon=True)
         self._thread.start()
 
-    def beat(self, trial_id: int) -> None:
-        """Stamp `trial_id` now and keep stamping it until `stop`."""
+    def beat(self, trial_id: int, stamp_now: bool = True) -> None:
+        """Keep stamping `trial_id` until `stop`, starting now unless it was written with a fresh stamp."""
         with self._lock:
             self._trial_id = trial_id
-            self._stamp(trial_id)
+            if stamp_now:
+                self._stamp(trial_id)
 
     def stop(self) -> None:
         with self._lock:
@@ -173,6 +175,11 @@ class Claim:
     trial: optuna.Trial  # in the in-memory mirror, where the sampler asked it
     number: int  # in the stored study
     trial_id: int  # in the stored study
+    # The attributes the stored trial was written with (tell writes only what changed since) and
+    # whether it carries a fresh heartbeat.
+    stored_user: dict[str, Any] = dataclasses.field(default_factory=dict)
+    stored_system: dict[str, Any] = dataclasses.field(default_factory=dict)
+    fresh: bool = False
 
 
 def waiting_trial(params: dict[str, Any], distributions: dict[str, Any], **user_attrs: Any) -> FrozenTrial:
@@ -242,14 +249,15 @@ class WorkerLoop:
                 time.sleep(POLL_S)
                 continue
             self._sync(trials)
-            claim = self._pop_waiting(trials, suggest) or self._create(suggest)
+            claim = self._pop_waiting(trials, suggest) or self._create(suggest, now.others_complete)
             self._known.add(claim.number)
             seen = count(self.study.get_trials(deepcopy=False), self.me, below=claim.number)
             if seen.complete + seen.running >= budget:
                 self.storage.set_trial_user_attr(claim.trial_id, "fail_reason", OVER_BUDGET)
                 self.fail(claim)
                 continue
-            self.storage.set_trial_user_attr(claim.trial_id, "others_complete", now.others_complete)
+            if "others_complete" not in claim.stored_user:
+                self.storage.set_trial_user_attr(claim.trial_id, "others_complete", now.others_complete)
             return claim
         return None
 
@@ -273,14 +281,18 @@ class WorkerLoop:
             return Claim(trial, t.number, trial_id)
         return None
 
-    def _create(self, suggest: Callable[[optuna.Trial], dict[str, Any]]) -> Claim:
+    def _create(self, suggest: Callable[[optuna.Trial], dict[str, Any]], others_complete: int) -> Claim:
+        """A new trial drawn in the mirror, stored RUNNING in one write with its parameters and every
+        attribute `suggest` set on it (each later attribute is one more write)."""
         trial = self.memory.ask()
         params = suggest(trial)
+        drawn = self._mem.get_trial(self._mem.get_trial_id_from_study_id_trial_number(self._mem_id, trial.number))
+        user = {**drawn.user_attrs, "worker": self.me, "others_complete": others_complete}
+        system = {**drawn.system_attrs, HEARTBEAT: time.time()}
         template = optuna.trial.create_trial(state=TrialState.RUNNING, params=params,
-                                             distributions=trial.distributions, user_attrs={"worker": self.me},
-                                             system_attrs={HEARTBEAT: time.time()})
+                                             distributions=trial.distributions, user_attrs=user, system_attrs=system)
         trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
-        return Claim(trial, self.storage.get_trial_number_from_id(trial_id), trial_id)
+        return Claim(trial, self.storage.get_trial_number_from_id(trial_id), trial_id, user, system, fresh=True)
 
     def tell(self, claim: Claim, values: list[float]) -> bool:
         """Store the finished trial (attributes set while scoring, values); False when another worker had
@@ -288,9 +300,11 @@ class WorkerLoop:
         frozen = self.memory.tell(claim.trial, values)
         try:
             for key, value in frozen.user_attrs.items():
-                self.storage.set_trial_user_attr(claim.trial_id, key, value)
+                if claim.stored_user.get(key, claim) != value:  # (claim: a value no attribute has)
+                    self.storage.set_trial_user_attr(claim.trial_id, key, value)
             for key, value in frozen.system_attrs.items():
-                self.storage.set_trial_system_attr(claim.trial_id, key, value)
+                if claim.stored_system.get(key, claim) != value:
+                    self.storage.set_trial_system_attr(claim.trial_id, key, value)
             self.storage.set_trial_state_values(claim.trial_id, TrialState.COMPLETE, values)
         except UpdateFinishedTrialError:
             return False
