@@ -14,8 +14,9 @@ def _axis(objective: str) -> tuple[float, str]:
 
 
 def pareto_png(trials: pd.DataFrame, front: pd.DataFrame, *, objective: str, target_ms: float,
-               title: str, winner: dict[str, Any] | None = None) -> bytes:
-    """Latency against objective: every trial faint, the feasible front highlighted, the target as a line."""
+               title: str, winner: dict[str, Any] | None = None, backbone: dict[str, Any] | None = None) -> bytes:
+    """Latency against objective: every trial faint, the feasible front highlighted, the target as a line;
+    the winner as a star and the space's backbone (a published network) as a diamond."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -37,6 +38,9 @@ def pareto_png(trials: pd.DataFrame, front: pd.DataFrame, *, objective: str, tar
     if winner and winner.get("predicted_latency_ms") is not None:
         ax.scatter([winner["predicted_latency_ms"]], [winner["objective"] / scale], marker="*", s=180,
                    color="#ff7f0e", edgecolors="black", zorder=4, label=f"winner (trial {winner['number']})")
+    if backbone:
+        ax.scatter([backbone["predicted_latency_ms"]], [backbone["objective"] / scale], marker="D", s=70,
+                   color="#9467bd", edgecolors="black", zorder=4, label=f"backbone ({backbone['name']})")
     ax.set_xlabel("predicted latency (ms)")
     ax.set_ylabel(label)
     ax.set_title(title, fontsize=10)
@@ -49,7 +53,7 @@ def pareto_png(trials: pd.DataFrame, front: pd.DataFrame, *, objective: str, tar
 
 
 def pareto_html(trials: pd.DataFrame, front: pd.DataFrame, *, objective: str, target_ms: float,
-                title: str) -> str | None:
+                title: str, backbone: dict[str, Any] | None = None) -> str | None:
     """An interactive version (hover shows trial number and architecture); None without plotly."""
     try:
         import plotly.graph_objects as go
@@ -69,6 +73,10 @@ def pareto_html(trials: pd.DataFrame, front: pd.DataFrame, *, objective: str, ta
                                  mode="lines+markers", line={"shape": "hv", "color": "black"},
                                  text=[f"trial {n}<br>{a}" for n, a in zip(front["number"], front["arch"])],
                                  hovertemplate="%{text}<br>%{x:.2f} ms, %{y:.1f}<extra></extra>"))
+    if backbone:
+        fig.add_trace(go.Scatter(x=[backbone["predicted_latency_ms"]], y=[backbone["objective"] / scale],
+                                 name=f"backbone ({backbone['name']})", mode="markers",
+                                 marker={"symbol": "diamond", "size": 11, "color": "#9467bd"}))
     fig.add_vline(x=target_ms, line_dash="dash", line_color="#2ca02c", annotation_text=f"target {target_ms:g} ms")
     fig.update_layout(title=title, xaxis_title="predicted latency (ms)", yaxis_title=label, template="plotly_white")
     # Self-contained: the report must open offline, so plotly.js is embedded rather than linked.

@@ -22,7 +22,7 @@ from nas.plots import pareto_html, pareto_png
 from nas.search.shared import WORKER_ATTR_PREFIX
 from nas.search.results import arch_of, least_violating, pareto_frame, trials_frame
 from nas.search.verify import WinnerCheck, verify_winner
-from nas.space import SearchSpace, write_fixed
+from nas.space import SearchSpace, plan, write_fixed
 from proxies.atomic import write_bytes_atomic
 
 RUN_INFO = "run.json"
@@ -99,7 +99,8 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
         done = trials[trials["state"] == "COMPLETE"]
         summary["workers"] = {w: {"complete": int((done["worker"] == w).sum()), "profile": v.get("profile"),
                                   "table_checksum": v.get("table_checksum")} for w, v in sorted(workers.items())}
-    _write_plots(run_dir, trials, front, space, info, check.winner)
+    summary["backbone"] = backbone_point(space, info, latency)
+    _write_plots(run_dir, trials, front, space, info, check.winner, summary["backbone"])
     if check.winner is not None:
         _write_winner(run_dir, space, arch_of(by_number[check.winner["number"]], space),
                       f"{space.name}-trial{check.winner['number']}")
@@ -133,13 +134,33 @@ def _summary(info: RunInfo, trials: pd.DataFrame, front: pd.DataFrame, check: Wi
     return summary
 
 
+def backbone_point(space: SearchSpace, info: RunInfo, latency: Any) -> dict[str, Any] | None:
+    """Where the space's backbone (the published network it is built around) sits on the run's plot:
+    its params, MACs and predicted latency at the run's machine speed, as the trials were predicted.
+    Only for the `macs` and `params` objectives (others would need the objective run on it) and when
+    the table covers it without measuring; None otherwise."""
+    if not space.backbone or info.objective not in ("macs", "params") or latency is None:
+        return None
+    from nas.cost import CostModel
+    from nas.space import load_space, project
+
+    arch = project(space, load_space(space.backbone))
+    if latency.missing(space, plan(space, arch).units):
+        return None
+    macs, params = CostModel.persistent().macs_params(space, arch)
+    return {"file": space.backbone, "name": Path(space.backbone).stem, "macs": macs, "params": params,
+            "objective": {"macs": macs, "params": params}[info.objective],
+            "predicted_latency_ms": latency.predict_ms(space, arch) * info.machine_speed}
+
+
 def _write_plots(run_dir: Path, trials: pd.DataFrame, front: pd.DataFrame, space: SearchSpace, info: RunInfo,
-                 winner: dict[str, Any] | None) -> None:
+                 winner: dict[str, Any] | None, backbone: dict[str, Any] | None) -> None:
     title = f"{space.name}: {info.objective} vs predicted latency ({len(trials)} trials, {info.sampler})"
     write_bytes_atomic(run_dir / "pareto.png",
                        pareto_png(trials, front, objective=info.objective, target_ms=info.target_ms, title=title,
-                                  winner=winner), 0o644)
-    html = pareto_html(trials, front, objective=info.objective, target_ms=info.target_ms, title=title)
+                                  winner=winner, backbone=backbone), 0o644)
+    html = pareto_html(trials, front, objective=info.objective, target_ms=info.target_ms, title=title,
+                       backbone=backbone)
     if html is not None:
         _write_text(run_dir / "pareto.html", html)
 
