@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import optuna
 from optuna.distributions import CategoricalDistribution
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from nas.cost import CostModel
 from nas.latency import LatencyModel
@@ -105,6 +105,9 @@ class Search:
         self._decisions = [(d.name, list(d.choices)) for d in decisions(space)]
         self._metrics_cache: dict[Any, tuple[Metrics, str]] = {}
         self._objective_cache: dict[Any, float] = {}
+        # Shared mode: objectives other workers computed, by architecture code, so that an architecture
+        # the sampler draws again is not scored twice by the study (see `_learn`).
+        self._objective_by_code: dict[str, float] = {}
         self.storage: optuna.storages.BaseStorage | None = None
         self.study: optuna.Study | None = None
         self.memory: optuna.Study | None = None
@@ -130,12 +133,25 @@ class Search:
         return (arch, *hit)
 
     def score(self, values: dict[str, Any]) -> tuple[Metrics, float, str]:
-        """Metrics, objective and code of an architecture; equal networks are scored once."""
+        """Metrics, objective and code of an architecture; equal networks are scored once (in shared mode,
+        once by the whole study: a score another worker stored is taken)."""
+        metrics, objective, code, _ = self._score(values)
+        return metrics, objective, code
+
+    def _score(self, values: dict[str, Any]) -> tuple[Metrics, float, str, bool]:
+        """`score`, and whether the objective was taken from an earlier trial instead of computed."""
         arch, metrics, code = self._metrics(values)
-        objective = self._objective_cache.get(arch)
+        objective = self._objective_cache.get(arch, self._objective_by_code.get(code))
         if objective is None:
             objective = self._objective_cache[arch] = float(self.objective.score(self.space, arch, metrics))
-        return metrics, objective, code
+            return metrics, objective, code, False
+        return metrics, objective, code, True
+
+    def _learn(self, trial: FrozenTrial) -> None:
+        """Shared mode: keep the objective of a COMPLETE trial (any worker's) for its architecture."""
+        code, objective = trial.user_attrs.get("arch"), trial.user_attrs.get("objective")
+        if isinstance(code, str) and isinstance(objective, (int, float)):
+            self._objective_by_code.setdefault(code, float(objective))
 
     def _evaluate(self, trial: optuna.Trial) -> tuple[list[float], bool]:
         return self._finish(trial, self._suggest(trial))
@@ -164,9 +180,11 @@ class Search:
 
     def _finish(self, trial: optuna.Trial, values: dict[str, Any]) -> tuple[list[float], bool]:
         """Score drawn decisions into the trial's attributes and constraint: objective values, feasible."""
-        metrics, objective, code = self.score(values)
+        metrics, objective, code, reused = self._score(values)
         upper = self._describe(trial, metrics, code)
         trial.set_user_attr("objective", objective)
+        if reused:  # the architecture was scored before: its objective is taken, not computed again
+            trial.set_user_attr("reused_score", True)
         if not self.shared:  # shared: set when the trial is claimed
             trial.set_user_attr("worker", self.me)
         objectives = [objective, metrics.latency_ms] if self.spec.mode == "multi" else [objective]
@@ -291,7 +309,7 @@ class Search:
             path = self.latency.table.path
             self.record_worker(str(path) if path else None, may_measure=self.latency.measure_missing)
         worker = WorkerLoop(self.study, self.storage, self.sampler, self.spec.directions, self.settings.grace_s,
-                            me=self.me)
+                            me=self.me, on_complete=self._learn)
         result = run_shared(worker, self._suggest_described, self._finish, self.stats, self.settings, progress=progress,
                             guard=self._table_journal, on_exit=self._save_table)
         return SearchOutcome(study=self.study, run_dir=self.run_dir, storage_url=self.storage_url, stats=self.stats,

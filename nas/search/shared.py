@@ -200,8 +200,10 @@ class WorkerLoop:
     """
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler,
-                 directions: list[str], grace_s: float, me: str = "") -> None:
+                 directions: list[str], grace_s: float, me: str = "",
+                 on_complete: Callable[[FrozenTrial], Any] = lambda trial: None) -> None:
         self.study, self.storage, self.me = study, storage, me or worker_id()
+        self.on_complete = on_complete  # hears every COMPLETE trial as it reaches the mirror
         self.reaper = Reaper(study, storage, grace_s)
         self.study_id = self.reaper.study_id
         self._mem = optuna.storages.InMemoryStorage()
@@ -230,6 +232,8 @@ class WorkerLoop:
             if t.state.is_finished():
                 self._running.pop(t.number, None)
                 self._known.add(t.number)
+                if t.state == TrialState.COMPLETE:
+                    self.on_complete(t)
             else:
                 self._running[t.number] = mid
 

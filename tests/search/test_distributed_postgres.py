@@ -35,13 +35,9 @@ def test_four_workers_share_one_study_of_exactly_200_trials(write_yaml, tmp_path
     for worker in table["worker"].unique():
         own = sorted((t for t in done_trials if t.user_attrs["worker"] == worker), key=lambda t: t.number)
         assert own and own[-1].user_attrs["others_complete"] > 0, worker
-    # Cooperating, not duplicating: the four workers score about as many distinct architectures as one
-    # process with the same sampler and budget (the sampler repeats some on this small space by itself).
-    single = tmp_path / "single"
-    done = subprocess.run([sys.executable, "-m", "nas", "search", "--space", str(tiny), "--target-latency", "0.4ms",
-                           "--lut", str(lut), "--threads", "1", "--n-trials", "200", "--run-dir", str(single),
-                           "--no-measure", "--quiet", "--fit", "0"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    alone = pd.read_csv(single / "trials.csv")
-    distinct = table[table["state"] == "COMPLETE"]["arch"].nunique()
-    assert distinct >= 0.9 * alone[alone["state"] == "COMPLETE"]["arch"].nunique()
+    # Cooperating, not duplicating: an architecture drawn again (by the sampler itself, or by two workers)
+    # takes the score the study already has instead of being scored again (`reused_score`); only two
+    # workers drawing the same architecture at the same moment score it twice.
+    scored = [t for t in done_trials if not t.user_attrs.get("reused_score")]
+    distinct = len({t.user_attrs["arch"] for t in done_trials})
+    assert distinct <= len(scored) <= distinct + 10, (len(scored), distinct)
