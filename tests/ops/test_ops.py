@@ -15,6 +15,7 @@ from torch import nn
 
 import nas.ops
 from nas.ops import BlockConfig, NormSpec, Op, all_fields, field, get_op, op_names
+from op_checks import assert_adds_input_only_if_residual
 
 ALL = op_names()
 STAGE = op_names(stage_only=True)
@@ -335,17 +336,7 @@ def test_sandglass_partial_identity_adds_only_the_first_channels() -> None:
     (dict(cin=16, cout=16, expand=4), True), (dict(cin=16, cout=16, expand=4, stride=2), False),
     (dict(cin=16, cout=24, expand=4), False)])
 def test_inverted_residual_adds_its_input_at_stride_1_equal_widths(settings: dict[str, Any], residual: bool) -> None:
-    block = unit("inverted_residual", **settings).eval()
-    assert block.use_residual is residual
-    nn.init.zeros_(block.block[-1][1].weight)
-    nn.init.zeros_(block.block[-1][1].bias)
-    x = torch.randn(1, 16, 6, 6)
-    with torch.no_grad():
-        y = block(x)
-    if residual:
-        torch.testing.assert_close(y, x)
-    else:
-        assert torch.count_nonzero(y) == 0
+    assert_adds_input_only_if_residual(unit("inverted_residual", **settings), residual)
 
 
 # ---- registration by file ----
