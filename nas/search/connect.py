@@ -113,10 +113,11 @@ def _describe(exc: BaseException, url: str) -> str:
                 f"({_POSTGRES_HINT}), SQLite is sqlite:///FILE")
     if isinstance(exc, sa_exc.ArgumentError):
         return "not a database URL; PostgreSQL is postgresql+psycopg://USER@HOST:PORT/DB, SQLite is sqlite:///FILE"
-    return _first_line(getattr(exc, "orig", None) or exc)
+    return error_line(getattr(exc, "orig", None) or exc)
 
 
-def _first_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """The first line of an exception's message, whitespace collapsed (its type's name if it has none)."""
     text = " ".join(str(exc).strip().splitlines()[0].split()) if str(exc).strip() else ""
     return text or type(exc).__name__
 
@@ -136,7 +137,7 @@ def _retry_connects(engine: sqlalchemy.Engine, shown: str, reconnect_s: float) -
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise StorageError(f"lost the database server of {shown!r}: no connection for "
-                                       f"{reconnect_s:g} s ({_first_line(exc)}); completed trials are stored, "
+                                       f"{reconnect_s:g} s ({error_line(exc)}); completed trials are stored, "
                                        f"run the command again to continue") from None
                 time.sleep(min(delay, remaining))
                 delay = min(2 * delay, 5.0)

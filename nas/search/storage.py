@@ -19,7 +19,7 @@ from typing import Sequence
 import optuna
 from optuna.trial import FrozenTrial
 
-from nas.search.connect import StorageError, open_storage  # noqa: F401  (re-exported: callers import them here)
+from nas.search.connect import StorageError, error_line, open_storage  # noqa: F401  (re-exported)
 
 
 JOURNAL_PREFIX = "journal:"
@@ -51,8 +51,7 @@ def storage_for(url: str) -> optuna.storages.BaseStorage:
     try:
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     except Exception as exc:  # a damaged log, a file we may not read
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"cannot open storage {url!r}: {detail}") from None
+        raise StorageError(f"cannot open storage {url!r}: {error_line(exc)}") from None
 
 
 def add_trials_bulk(storage: optuna.storages.BaseStorage, study_name: str, trials: Sequence[FrozenTrial]) -> None:
