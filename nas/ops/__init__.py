@@ -18,7 +18,7 @@ from nas.ops._config import with_shape
 from nas.ops._fields import (ACTIVATIONS, KERNELS, POOLS, SE_GATES, Field, all_fields, block_fields, boolean_problem,
                              declare_field, field, forget_field, integer, integer_problem, kind, number,
                              number_problem, odd_size, one_of, one_of_problem)
-from nas.ops._layers import init_weights
+from nas.ops._layers import SqueezeExcite, init_weights
 from nas.ops._registry import get_op, op_names, register, unregister
 from nas.ops._standalone import compile_standalone, standalone_names, standalone_pieces
 
@@ -32,7 +32,7 @@ for _name in _operator_modules():
     importlib.import_module(f"{__name__}.{_name}")  # registration; binds nas.ops.<name> as before
 
 __all__ = [
-    "ACTIVATIONS", "KERNELS", "POOLS", "SE_GATES", "BlockConfig", "BlockKey", "Example", "Field", "NormSpec", "Op",
+    "ACTIVATIONS", "KERNELS", "POOLS", "SE_GATES", "BlockConfig", "BlockKey", "Example", "Field", "NormSpec", "Op", "SqueezeExcite",
     "all_fields", "block_fields", "conv_out_size", "declare_field", "deferred_init", "field", "forget_field",
     "get_op", "init_weights", "op_names", "register", "standalone_names",
     "standalone_pieces", "unregister",

@@ -71,6 +71,9 @@ class Op(nn.Module):
     position_flags: ClassVar[frozenset[str]] = frozenset()
     se_width: ClassVar[str] = ""
     example: ClassVar[Example | None] = None
+    # A weight-sharing supernet may cut this op's weights to fewer channels (the first N); False keeps
+    # one set of weights per exact shape (ShuffleNet units split and interleave channels by position).
+    elastic_channels: ClassVar[bool] = True
 
     config: BlockConfig
     input_shape: tuple[int, int, int] | None

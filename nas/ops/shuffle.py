@@ -20,6 +20,7 @@ class ShuffleV1(Op):
     """
 
     name = "shuffle_v1"
+    elastic_channels = False  # channel split and shuffle are positional: no first-N cut
     short = "sh1"
     fields = frozenset({"kernel", "groups", "act"})
     required = (("groups",),)
@@ -71,6 +72,7 @@ class ShuffleV2(Op):
     strided branches. A channel shuffle follows."""
 
     name = "shuffle_v2"
+    elastic_channels = False  # channel split and shuffle are positional: no first-N cut
     short = "sh2"
     fields = frozenset({"kernel", "act"})
     example = Example(192, (

@@ -7,8 +7,6 @@ longer mean the same thing.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +14,7 @@ import optuna
 
 from nas.errors import NasError
 from nas.search.storage import StorageError
-from nas.space import SearchSpace, decisions, plan
+from nas.space import SearchSpace, space_fingerprint
 
 
 class StudyMismatchError(NasError):
@@ -40,14 +38,6 @@ class StudySpec:
 
     def attrs(self) -> dict[str, Any]:
         return {f"nas.{k}": v for k, v in self.__dict__.items()}
-
-
-def space_fingerprint(space: SearchSpace) -> str:
-    """Changes whenever a decision, a choice list or the fixed structure of the space changes."""
-    first = {d.name: d.choices[0] for d in decisions(space)}
-    doc = {"decisions": [[d.name, [repr(c) for c in d.choices]] for d in decisions(space)],
-           "units": [u.text for u in plan(space, first).units]}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, storage_url: str,
