@@ -50,8 +50,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         doc = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, KeyError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SupernetError(f"{path}: not a readable supernet checkpoint ({first})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise SupernetError(f"{path}: not a readable supernet checkpoint ({type(exc).__name__}: {first})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise SupernetError(f"{path}: not a supernet checkpoint (expected format {FORMAT!r})")
     return doc
