@@ -136,3 +136,62 @@ def test_distributed_quick_single_process_leg(tmp_path: Path, capsys: pytest.Cap
     assert leg["trials_per_s"] > 0 and leg["wall_s"] >= leg["loop_s"] > 0
     assert set(figures["storage_ms_per_trial"]) == {"journal"} and figures["postgres"] is None
     assert capsys.readouterr().out.count(_common.QUICK_NOTE) == 2
+
+
+def test_supernet_ranking_task_holds_out_everything_it_does_not_train_on() -> None:
+    """The shrunk digits task: per class the asked count to train on, every other image held out, and the
+    same images in the same order at both resolutions."""
+    from collections import Counter
+
+    import torch
+
+    from benchmarks.supernet_ranking import task
+    from nas.data import prepared
+    from nas.space import load_space
+
+    space = load_space(ROOT / "search_spaces" / "sandglass32.yaml")
+    data = task(space, 7)
+    full = prepared("digits", 24, 3)
+    assert sorted(data) == [24, 32]
+    assert data[24].y_train.bincount().tolist() == [7] * 10
+    assert len(data[24].y_train) + len(data[24].y_test) == len(full.y_train) + len(full.y_test)
+    for a, b in ((data[24].y_train, data[32].y_train), (data[24].y_test, data[32].y_test)):
+        assert torch.equal(a, b)
+    # every image once: the training and held-out images together are the full set, none dropped or repeated
+    def images(*xs: torch.Tensor) -> Counter:
+        return Counter(x.numpy().tobytes() for t in xs for x in t)
+
+    assert images(data[24].x_train, data[24].x_test) == images(full.x_train, full.x_test)
+
+
+def test_supernet_ranking_picks_one_subnet_per_macs_bin() -> None:
+    from benchmarks.supernet_ranking import pick_subnets
+    from nas.cost import CostModel
+    from nas.space import load_space
+
+    space = load_space(_common.QUICK_SPACE)
+    subnets = pick_subnets(space, 5, 60, 0, CostModel())
+    macs = [s["macs"] for s in subnets]
+    assert macs == sorted(macs) and len({s["arch"] for s in subnets}) == 5
+    assert subnets == pick_subnets(space, 5, 60, 0, CostModel())  # the same seed, the same subnets
+    with pytest.raises(SystemExit, match="--pool 3: only"):
+        pick_subnets(space, 5, 3, 0, CostModel())
+
+
+def test_supernet_ranking_noise_floor_and_run_cache(tmp_path: Path) -> None:
+    """One seed against the mean of the others: 1 when every seed orders the subnets alike; the run cache
+    skips done runs on a rerun and refuses a file made under another protocol."""
+    import numpy as np
+
+    from benchmarks.supernet_ranking import RunCache, noise_tau
+
+    runs = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]])
+    assert noise_tau(runs, np.arange(3)) == pytest.approx(1.0)
+    assert noise_tau(runs[:, [0, 1]] * [1, -1], np.arange(3)) == pytest.approx(-1.0)
+    path = tmp_path / "runs.json"
+    calls = []
+    make = lambda: calls.append(1) or {"top1": 0.5}  # noqa: E731
+    assert RunCache(str(path), {"epochs": 2}).get("a", 0, make) == {"top1": 0.5}
+    assert RunCache(str(path), {"epochs": 2}).get("a", 0, make) == {"top1": 0.5} and len(calls) == 1
+    with pytest.raises(SystemExit, match="made under another protocol"):
+        RunCache(str(path), {"epochs": 3})
