@@ -4,7 +4,7 @@ says it cuts, shares what its roles share, sends gradients only into the slices 
 in one line an architecture it cannot run."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import pytest
 import torch
@@ -12,7 +12,7 @@ import yaml
 
 from nas.builder import build
 from nas.errors import ArchError, SpaceError
-from nas.ops import get_op, op_names
+from nas.ops import op_names
 from nas.space import canonical, decisions, encode, load_fixed, load_space, plan, project, sample, write_fixed
 from nas.supernet import Supernet, SupernetError
 
