@@ -23,7 +23,7 @@ from torch.func import functional_call
 
 from nas.builder import Network, build_plan, build_unit
 from nas.errors import ArchError
-from nas.ops import BlockConfig, BlockKey, get_op
+from nas.ops import BlockConfig, BlockKey, deferred_init, get_op
 from nas.space import NetPlan, SearchSpace, plan
 from nas.space.plan import head_configs, stem_configs
 from nas.space.positions import configs, positions
@@ -80,7 +80,9 @@ def _skeleton_unit(key: BlockKey, norm: Any, cache: dict | None = None, where: t
     module twice, since each of its units would then take the same cut."""
     unit = cache.get((where, key)) if cache is not None else None
     if unit is None:
-        with torch.device("meta"):
+        # deferred_init: no weight init, so building a unit never draws from the global RNG (a training
+        # step that first meets a unit would otherwise draw other dropout masks than one that had it cached)
+        with torch.device("meta"), deferred_init():
             unit = build_unit(key, norm)
         if cache is not None:
             cache[(where, key)] = unit
