@@ -79,8 +79,9 @@ def _add_train(cmds: Any) -> None:
                    help="random subnets distilled each step, besides the smallest (default 2)")
     p.add_argument("--checkpoint-every", type=float, default=CHECKPOINT_SECONDS, metavar="SECONDS",
                    help=f"also save this often within an epoch (default {CHECKPOINT_SECONDS:g})")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's own; a resumed "
-                   "run repeats an unbroken one bit for bit only with the same thread count)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's own; on a busy "
+                   "machine 1 can be several times faster; a resumed run repeats an unbroken one bit for bit only "
+                   "with the same thread count)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)

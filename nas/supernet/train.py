@@ -8,7 +8,7 @@ optimiser step. The recipe is `nas.train`'s where it can be:
   scales and shifts or biases, which BigNAS found hurts the small subnets (Yu et al. 2020, sec. 3.1);
 - a cosine learning rate per step from `lr` to 0 over all steps, computed from the step number;
 - no augmentation; batches reshuffled each epoch; a final batch of a single image dropped;
-- on the CPU, weights and images in channels_last (measured: 2.5x faster a step on sandglass32).
+- on the CPU, weights and images in channels_last (measured: 1.8x faster a step on sandglass32, 1 thread).
 
 Each subnet gets the batch at its own resolution: the data is prepared at every resolution of the
 space, and the split is fixed, so one index picks the same images at each.
@@ -22,6 +22,12 @@ Deterministic: the weights start from `seed`; each step's subnets, dropout and e
 come from seeds derived from (seed, step or epoch), and the caller's RNG state is left as it was.
 On the CPU, with one thread count, a run stopped and resumed ends with the weights of a run that was
 never stopped, bit for bit.
+
+How long (sandglass32 on digits, 23 steps an epoch, measured on a shared 2-core machine at load 3, one
+thread): 0.41 s a step, 60 epochs in 9.4 minutes. The largest subnet fits within a few epochs, but the
+random subnets' distillation loss stays near 1.4 for the first dozen epochs and then falls to about 0.11
+by epoch 45; after BN recalibration, 12 random subnets scored a median 0.26 top-1 at epoch 10 of the
+60-epoch run, 0.84 at 20, 0.93 at 30, 0.95 at 60 (a run of 10 epochs: 0.18). So 60 epochs for that task.
 """
 from __future__ import annotations
 
