@@ -37,7 +37,7 @@ from nas.workers import join_run, launch_workers, run_worker
 __all__ = ["ArchLatency", "ArchStats", "OpsExport", "SearchResult", "SearchSettings", "SpaceInfo", "TableBuild",
            "TableInfo", "arch_latency", "arch_stats", "build_table", "export", "export_ops", "import_results",
            "join_run", "latency_model", "load_space", "pareto", "prepare_search", "report", "run_search", "run_worker",
-           "search", "space_info", "table_info", "train", "trials", "validate_table"]
+           "search", "space_info", "table_info", "train", "train_supernet", "trials", "validate_table"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the report say what matters
 
@@ -296,3 +296,21 @@ def train(arch: SearchSpace | str | os.PathLike, data: str | os.PathLike = "digi
     if weights_out is not None:
         save_weights(result.model, weights_out)
     return result
+
+
+def train_supernet(space: SearchSpace | str | os.PathLike, data: Any = "digits", out: str | os.PathLike = "supernet.pt",
+                   *, epochs: int, threads: int | None = None, **options: Any) -> Any:
+    """Train the weight-sharing supernet of `space` into the checkpoint `out`, resuming it when `out` holds
+    this run stopped early (see `nas.supernet.train.train_supernet` for `data` and `options`), with
+    `threads` torch threads (restored afterwards). Returns a `SupernetTrainResult`."""
+    import torch
+
+    from nas.supernet.train import train_supernet as train_supernet_
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return train_supernet_(_space(space), data, out, epochs=epochs, **options)
+    finally:
+        torch.set_num_threads(before)

@@ -104,7 +104,8 @@ class Classifier(Op):
             if act != "none":
                 layers.append(make_act(act))
         if dropout > 0:
-            layers.append(nn.Dropout(p=dropout, inplace=True))
+            # not in place: a ReLU before it keeps its output for the backward pass
+            layers.append(nn.Dropout(p=dropout))
         layers.append(nn.Linear(hidden or cin, num_classes, bias=bias))
         self.classifier = nn.Sequential(*layers)
 

@@ -13,6 +13,7 @@ Resolution is the input's: feed each subnet images at its resolution (`Arch["res
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
@@ -21,10 +22,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from nas.builder import Network, build_plan, build_unit
+from nas.builder import Network, build_plan
 from nas.errors import ArchError
-from nas.ops import BlockConfig, BlockKey, get_op
-from nas.space import NetPlan, SearchSpace, plan
+from nas.ops import BlockConfig, BlockKey, NormSpec, Op, get_op
+from nas.space import NetPlan, SearchSpace, Unit, plan
 from nas.space.plan import head_configs, stem_configs
 from nas.space.positions import configs, positions
 from nas.supernet.elastic import Slot, cut_index, initial_tensor, slots
@@ -74,16 +75,14 @@ def _position_configs(space: SearchSpace) -> Iterator[tuple[tuple[str, int], lis
         yield ("head", i), [h[i] for h in heads]
 
 
-def _skeleton_unit(key: BlockKey, norm: Any, cache: dict | None = None, where: tuple[str, int] = ("", 0)):
-    """The static unit of `key` on the meta device (from `cache` when it holds it). A cached unit is
-    shared by the skeletons that have it at the same position `where`; one network never holds one
-    module twice, since each of its units would then take the same cut."""
-    unit = cache.get((where, key)) if cache is not None else None
-    if unit is None:
-        with torch.device("meta"):
-            unit = build_unit(key, norm)
-        if cache is not None:
-            cache[(where, key)] = unit
+def _meta_unit(key: BlockKey, norm: NormSpec) -> Op:
+    """The static unit of `key` on the meta device: its structure without memory or initial values, so
+    making one is cheap and draws nothing from torch's random generator (`Op.create` would allocate and
+    initialise real weights, which the supernet replaces with its cuts anyway)."""
+    cls = get_op(key.config.op)
+    with torch.device("meta"):
+        unit = cls(**cls.settings(key.config), norm=dataclasses.asdict(norm))
+    unit.config, unit.input_shape = key.config, key.input_shape
     return unit
 
 
@@ -93,23 +92,38 @@ class Supernet(nn.Module):
     def __init__(self, space: SearchSpace) -> None:
         super().__init__()
         self.space = space
+        # Per config: a meta unit and its slots. Block positions of a stage see the same configs, so
+        # each config is walked once however many positions it appears at.
+        self._slots: dict[BlockConfig, tuple[Op, tuple[Slot, ...]]] = {}
         self.index: dict[tuple[str, int], int] = {}
         banks = []
         for where, position_configs in _position_configs(space):
-            roles: dict[str, tuple[tuple[int, ...], bool, Slot, Any]] = {}
-            for config in dict.fromkeys(position_configs):
-                unit = _skeleton_unit(BlockKey(config, (config.cin, 1, 1)), space.norm)
-                for slot in slots(unit):
-                    have = roles.get(slot.role)
-                    shape = slot.shape if have is None else tuple(map(max, have[0], slot.shape))
-                    roles[slot.role] = (shape, slot.is_param, *((slot, unit) if have is None else have[2:]))
             self.index[where] = len(banks)
-            banks.append(Bank({role: (shape, is_param, initial_tensor(unit, slot, shape))
-                               for role, (shape, is_param, slot, unit) in roles.items()}))
+            banks.append(self._new_bank(position_configs))
         self.banks = nn.ModuleList(banks)
         self._cuts: dict[tuple[str, int, BlockConfig], _Cut] = {}
         self._skeletons: OrderedDict[tuple, Network] = OrderedDict()
-        self._units: dict[tuple, Any] = {}  # meta units, shared by the cached skeletons
+        self._units: dict[tuple, Op] = {}  # meta units by (position, key), shared by the cached skeletons
+
+    def _config_slots(self, config: BlockConfig) -> tuple[Op, tuple[Slot, ...]]:
+        """A meta unit of `config` (its input size does not change its tensors) and its slots."""
+        hit = self._slots.get(config)
+        if hit is None:
+            unit = _meta_unit(BlockKey(config, (config.cin, 1, 1)), self.space.norm)
+            hit = self._slots[config] = (unit, tuple(slots(unit)))
+        return hit
+
+    def _new_bank(self, position_configs: list[BlockConfig]) -> Bank:
+        """A bank with, for every role the configs use, a fresh tensor of the largest shape among them."""
+        roles: dict[str, tuple[tuple[int, ...], bool, Slot, Op]] = {}
+        for config in dict.fromkeys(position_configs):
+            unit, unit_slots = self._config_slots(config)
+            for slot in unit_slots:
+                have = roles.get(slot.role)
+                shape = slot.shape if have is None else tuple(map(max, have[0], slot.shape))
+                roles[slot.role] = (shape, slot.is_param, *((slot, unit) if have is None else have[2:]))
+        return Bank({role: (shape, is_param, initial_tensor(unit, slot, shape))
+                     for role, (shape, is_param, slot, unit) in roles.items()})
 
     # ---- cutting ----
 
@@ -124,7 +138,7 @@ class Supernet(nn.Module):
             raise SupernetError(f"{self.space.file}: the supernet has no unit at {where} (for {text})")
         bank = self.banks[self.index[(stage, index)]]
         items = []
-        for slot in slots(_skeleton_unit(BlockKey(config, (config.cin, 1, 1)), self.space.norm)):
+        for slot in self._config_slots(config)[1]:
             if slot.role not in bank.attr:
                 raise SupernetError(f"{self.space.file}: the supernet cannot represent {where} = {text}: "
                                     f"no shared weights for {slot.role}")
@@ -163,15 +177,23 @@ class Supernet(nn.Module):
         net = self._skeletons.get(key)
         if net is None:
             parts = {"stem": "stem", "head": "head"}
-            net = Network([(parts.get(u.stage, "blocks"), _skeleton_unit(u.key, self.space.norm, self._units,
-                                                                         (u.stage, u.index)))
-                           for u in net_plan.units], net_plan.resolution)
+            net = Network([(parts.get(u.stage, "blocks"), self._skeleton_unit(u)) for u in net_plan.units],
+                          net_plan.resolution)
             self._skeletons[key] = net
             if len(self._skeletons) > SKELETON_CACHE:
                 self._skeletons.popitem(last=False)
         else:
             self._skeletons.move_to_end(key)
         return net
+
+    def _skeleton_unit(self, unit: Unit) -> Op:
+        """The meta unit of `unit`, shared by the cached skeletons that have it at the same position; one
+        network never holds one module twice, since each of its units would then take the same cut."""
+        key = ((unit.stage, unit.index), unit.key)
+        module = self._units.get(key)
+        if module is None:
+            module = self._units[key] = _meta_unit(unit.key, self.space.norm)
+        return module
 
     def forward(self, x: torch.Tensor, arch: Mapping[str, Any] | None = None) -> torch.Tensor:
         net_plan = self.plan(arch)

@@ -77,12 +77,35 @@ def _torch_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfi
     return Runner(run=run, sync=sync, to_tensor=_single_tensor, profile=profile)
 
 
+@contextlib.contextmanager
+def _private_compilation_unit() -> Iterator[torch._C.CompilationUnit]:
+    """TorchScript made inside the block is registered in fresh registries, dropped with its module.
+
+    Why: tracing registers every module's type and methods in torch's global CompilationUnit
+    (`torch.jit._state._python_cu`, which torch looks up afresh each time) and a ConcreteModuleType
+    per submodule in `torch.jit._recursive.concrete_type_store`, and nothing removes either; a
+    frozen graph also holds the weights as constants. Timing MobileNetV3s one after another grew the
+    process by ~70 MB per network. A module's objects keep their own unit alive, so a private unit is
+    freed with the last module made in it. The same three registries torch's own tests reset
+    (`torch.testing._internal.jit_utils.clear_class_registry`), swapped for the block and put back.
+    """
+    state, recursive = torch.jit._state, torch.jit._recursive
+    saved = state._python_cu, state._script_classes, state._name_to_pyclass, recursive.concrete_type_store
+    unit = torch._C.CompilationUnit()
+    state._python_cu, state._script_classes, state._name_to_pyclass = unit, {}, {}
+    recursive.concrete_type_store = recursive.ConcreteTypeStore()
+    try:
+        yield unit
+    finally:
+        state._python_cu, state._script_classes, state._name_to_pyclass, recursive.concrete_type_store = saved
+
+
 def _torchscript_runner(module: torch.nn.Module, x: torch.Tensor, profile: DeviceProfile,
                         as_deployed: bool) -> Runner:
     model = module
     if profile.layout == "nhwc":
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _private_compilation_unit():
         warnings.filterwarnings("ignore", message=_JIT_DEPRECATED, category=DeprecationWarning)
         with torch.no_grad():
             traced = torch.jit.trace(model, (x,))

@@ -380,3 +380,14 @@ def test_a_new_operator_file_registers_itself_in_sorted_order(tmp_path: Path) ->
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["aa_first", *nas.ops._registry._REGISTRY, "zz_last"]
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6", "hardswish", "silu"])
+@pytest.mark.parametrize("hidden_norm", [False, True])
+def test_a_classifier_with_a_hidden_layer_and_dropout_trains(act: str, hidden_norm: bool) -> None:
+    """Dropout after the hidden layer's activation must not overwrite what that activation's backward reads
+    (an in-place dropout after ReLU failed with 'modified by an inplace operation')."""
+    head = unit("classifier", cin=16, cout=5, hidden=24, act=act, dropout=0.5, hidden_norm=hidden_norm).train()
+    x = torch.randn(4, 16, requires_grad=True)
+    head(x).square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum().item() > 0
