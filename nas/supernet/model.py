@@ -80,7 +80,9 @@ def _skeleton_unit(key: BlockKey, norm: Any, cache: dict | None = None, where: t
     module twice, since each of its units would then take the same cut."""
     unit = cache.get((where, key)) if cache is not None else None
     if unit is None:
-        with torch.device("meta"):
+        # Initialising on the meta device still draws from the CPU generator: keep the caller's random
+        # state, so that running a subnet for the first time or again (after a resume) draws nothing.
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
             unit = build_unit(key, norm)
         if cache is not None:
             cache[(where, key)] = unit
