@@ -34,10 +34,11 @@ from nas.search.target import parse_latency
 from nas.space import SearchSpace, load_space
 from nas.workers import join_run, launch_workers, run_worker
 
-__all__ = ["ArchLatency", "ArchStats", "OpsExport", "SearchResult", "SearchSettings", "SpaceInfo", "TableBuild",
-           "TableInfo", "arch_latency", "arch_stats", "build_table", "export", "export_ops", "import_results",
-           "join_run", "latency_model", "load_space", "pareto", "prepare_search", "report", "run_search", "run_worker",
-           "search", "space_info", "table_info", "train", "trials", "validate_table"]
+__all__ = ["ArchLatency", "ArchStats", "OpsExport", "SearchResult", "SearchSettings", "SpaceInfo", "SubnetEval",
+           "SubnetExport", "TableBuild", "TableInfo", "arch_latency", "arch_stats", "build_table", "export",
+           "export_ops", "import_results", "join_run", "latency_model", "load_space", "pareto", "prepare_search",
+           "report", "run_search", "run_worker", "search", "space_info", "supernet_eval", "supernet_export",
+           "table_info", "train", "trials", "validate_table"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the report say what matters
 
@@ -107,7 +108,9 @@ def _run_info(search: Search, table_path: str | None) -> RunInfo:
                    backend=profile.backend, threads=profile.threads, batch_size=profile.batch_size,
                    table=table_path or (str(search.latency.table.path) if search.latency.table.path else None),
                    latency_profile=profile.id, machine_speed=search.speed, latency_margin=search.margin,
-                   data=s.data, epochs=s.epochs)
+                   data=s.data, epochs=s.epochs, objective_option=s.objective,
+                   supernet=str(Path(s.supernet).resolve()) if s.supernet else None,
+                   supernet_metric=s.supernet_metric if s.supernet else None)
     if search.shared:
         table = search.latency.table
         info.table = str(Path(info.table).resolve()) if info.table else None  # workers may start elsewhere
@@ -135,7 +138,8 @@ def run_search(search: Search, *, progress: Progress | None = None, measure: boo
                                                            "machine_speed_at_start": search.speed,
                                                            "correction_note": search.fit_note,
                                                            "search_seconds": round(outcome.elapsed_s, 3),
-                                                           "interrupted": outcome.interrupted})
+                                                           "interrupted": outcome.interrupted},
+                                   winner_weights=getattr(search.objective, "save_weights", None))
     return SearchResult(outcome, search.space)
 
 
@@ -180,8 +184,20 @@ def report(run_dir: str | os.PathLike, *, measure: bool = True) -> dict[str, Any
         if measure:
             raise
         latency = None
-    summary = write_report(run_dir, study, space, info, latency=latency, measure=measure)
+    summary = write_report(run_dir, study, space, info, latency=latency, measure=measure,
+                           winner_weights=_winner_weights(info))
     return {"summary": summary, "study": study}
+
+
+def _winner_weights(info: RunInfo) -> Callable[..., Any] | None:
+    """A run's objective's weights writer (the supernet's), made again from run.json."""
+    if not info.supernet:
+        return None
+    from nas.search.objectives import get_objective
+
+    objective = get_objective(info.objective_option or "supernet", data=info.data, supernet=info.supernet,
+                              supernet_metric=info.supernet_metric)
+    return getattr(objective, "save_weights", None)
 
 
 def export(space: SearchSpace | str | os.PathLike, arch: Mapping[str, Any] | None, fmt: str,
@@ -276,16 +292,20 @@ def arch_stats(path: str | os.PathLike, latency: LatencyModel | None = None, *, 
 
 
 def train(arch: SearchSpace | str | os.PathLike, data: str | os.PathLike = "digits", epochs: int = 3, *,
-          threads: int | None = None, weights_out: str | os.PathLike | None = None, **options: Any) -> Any:
-    """Train a fixed architecture from scratch (see `nas.train.train` for `options`) with `threads` torch
-    threads (restored afterwards), and save its trained weights to `weights_out` when given."""
+          threads: int | None = None, weights_out: str | os.PathLike | None = None,
+          weights: str | os.PathLike | None = None, **options: Any) -> Any:
+    """Train a fixed architecture (see `nas.train.train` for `options`) with `threads` torch threads (restored
+    afterwards): from scratch, or fine-tuned from the state_dict file `weights` (loaded strictly; one that
+    does not fit is refused in one line), and save its trained weights to `weights_out` when given."""
     import torch
 
-    from nas.export import save_weights
+    from nas.export import load_weights, save_weights
     from nas.space import load_fixed
     from nas.train import train as train_
 
     space = arch if isinstance(arch, SearchSpace) else load_fixed(arch)
+    if weights is not None:
+        options["start_from"] = lambda model: load_weights(model, weights, what=f"{space.name} ({space.file})")
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -296,3 +316,77 @@ def train(arch: SearchSpace | str | os.PathLike, data: str | os.PathLike = "digi
     if weights_out is not None:
         save_weights(result.model, weights_out)
     return result
+
+
+# ---- subnets of a trained supernet (`nas supernet eval`, `nas supernet export`) --------------------------
+
+@dataclass(frozen=True)
+class SubnetEval:
+    """A fixed architecture scored as a subnet of a supernet: held-out top-1 and log-loss."""
+
+    name: str
+    arch: str  # its code in the supernet's space (`nas.space.encode`)
+    resolution: int
+    data: str
+    recalibrated: bool  # batch-norm statistics recomputed for it before scoring
+    top1: float
+    log_loss: float
+    seconds: float  # recalibration + evaluation
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def supernet_eval(arch: SearchSpace | str | os.PathLike, supernet: str | os.PathLike, *, recalibrate: bool = True,
+                  **options: Any) -> SubnetEval:
+    """Score the fixed architecture `arch` (a file or a fixed space) as a subnet of the supernet checkpoint
+    `supernet`; `options`: space, data, calib_images, seed, device (`nas.supernet.open_subnet`)."""
+    from nas.supernet import open_subnet
+
+    return _subnet_eval(*open_subnet(arch, supernet, **options), arch, recalibrate)
+
+
+def _subnet_eval(evaluator: Any, chosen: Any, arch: SearchSpace | str | os.PathLike, recalibrate: bool) -> SubnetEval:
+    from nas.space import encode
+
+    score = evaluator.score(chosen, recalibrate)
+    return SubnetEval(name=arch.name if isinstance(arch, SearchSpace) else Path(arch).stem,
+                      arch=encode(evaluator.space, chosen), resolution=evaluator.supernet.plan(chosen).resolution,
+                      data=str(evaluator.data), recalibrated=recalibrate, top1=score.top1, log_loss=score.log_loss,
+                      seconds=score.seconds)
+
+
+@dataclass(frozen=True)
+class SubnetExport:
+    """What `nas supernet export` wrote, and how closely the standalone module follows the supernet."""
+
+    model: Path  # the standalone .py
+    weights: Path  # its state_dict, cut from the supernet with recalibrated batch norms
+    class_name: str
+    score: SubnetEval  # the recalibrated subnet's held-out scores
+    max_abs_diff: float  # standalone module vs the supernet's subnet, eval mode, on held-out images
+
+
+def supernet_export(arch: SearchSpace | str | os.PathLike, supernet: str | os.PathLike, out_dir: str | os.PathLike,
+                    *, class_name: str | None = None, **options: Any) -> SubnetExport:
+    """Write `arch` as a subnet of `supernet` to `out_dir`: model.py (standalone, torch only) and weights.pt
+    (its recalibrated state_dict), each atomically; `options` as for `supernet_eval`."""
+    import torch
+
+    from nas.export import class_name_for, export_python, load_weights, save_weights, standalone_model
+    from nas.space import load_fixed
+    from nas.supernet import open_subnet
+
+    fixed = arch if isinstance(arch, SearchSpace) else load_fixed(arch)
+    evaluator, chosen = open_subnet(fixed, supernet, **options)
+    space, cls = evaluator.space, class_name_for(fixed, class_name)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    weights = save_weights(evaluator.recalibrated(chosen), Path(out_dir) / "weights.pt")
+    model = export_python(space, chosen, Path(out_dir) / "model.py", class_name=cls)
+    standalone = standalone_model(space, chosen)  # the written module's own code
+    load_weights(standalone, weights)
+    x = evaluator.images(evaluator.supernet.plan(chosen).resolution)[1][:64]
+    with torch.inference_mode():
+        diff = (standalone.to(x.device).eval()(x) - evaluator.module(chosen)(x)).abs().max().item()
+    return SubnetExport(model=model, weights=weights, class_name=cls, max_abs_diff=diff,
+                        score=_subnet_eval(evaluator, chosen, arch, True))

@@ -22,10 +22,18 @@ head: {pool: avg, dropout: 0.1}
 """
 
 
+_TRAINED: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}  # trained once per session
+
+
 def trained_supernet(space_file: Path, steps: int = 40, seed: int = 0) -> Supernet:
     """A supernet of `space_file` after `steps` SGD steps on digits, one random subnet a step (seeded): far
     from converged, but its shared batch-norm statistics are as mixed as a real run leaves them."""
     space = load_space(space_file)
+    key = (Path(space_file).read_text(), steps, seed)
+    if key in _TRAINED:
+        supernet = Supernet(space)
+        supernet.load_state_dict(_TRAINED[key])
+        return supernet.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         supernet = Supernet(space).train()
@@ -38,6 +46,7 @@ def trained_supernet(space_file: Path, steps: int = 40, seed: int = 0) -> Supern
             opt.zero_grad()
             loss.backward()
             opt.step()
+    _TRAINED[key] = {k: v.detach().clone() for k, v in supernet.state_dict().items()}
     return supernet.eval()
 
 

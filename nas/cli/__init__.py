@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from nas import __version__
-from nas.cli import arch, export, lut, search, space, train, worker
+from nas.cli import arch, export, lut, search, space, supernet, train, worker
 from nas.errors import NasError
 
 
@@ -15,9 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware neural architecture search for mobile networks.")
     parser.add_argument("--version", action="version", version=f"nas {__version__}")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{search,worker,report,export,train,space,arch,lut}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{search,worker,report,export,train,supernet,space,arch,lut}")
 
-    for group in (space, arch, lut, search, worker, export, train):
+    for group in (space, arch, lut, search, worker, export, train, supernet):
         group.register(groups)
     return parser
 
