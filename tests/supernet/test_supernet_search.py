@@ -82,3 +82,39 @@ def test_a_supernet_objective_needs_a_checkpoint_of_the_space(files, tmp_path) -
                                                           run_dir=tmp_path / "run"), synthetic_model(space_file), COSTS)
     assert str(info.value).startswith(f"{foreign}: made for space 'tinysuper' ({other}, fingerprint ")
     assert not (tmp_path / "run").exists()
+
+
+def test_nas_search_without_a_checkpoint_exits_2(files, tmp_path, capsys) -> None:
+    from nas.cli import main
+
+    space_file, _ = files
+    code = main(["search", "--space", str(space_file), "--target-latency", "1ms", "--objective", "supernet",
+                 "--run-dir", str(tmp_path / "run"), "--quiet"])
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert capsys.readouterr().err == \
+        "error: --objective supernet needs --supernet SUPERNET.pt (from `nas supernet train`)\n"
+
+
+def test_shared_workers_build_the_same_supernet_objective(files, evaluator, tmp_path, capsys) -> None:
+    """`nas search --workers 2` with the supernet objective: each worker process rebuilds the objective from
+    run.json (its --objective name, checkpoint and metric) and scores as the evaluator does."""
+    import optuna
+
+    from nas.cli import main
+    from nas.search.storage import storage_for
+    from search_helpers import synthetic_table
+
+    space_file, checkpoint = files
+    lut, run = tmp_path / "lut.json", tmp_path / "run"
+    synthetic_table(space_file, lut)
+    assert main(["search", "--space", str(space_file), "--target-latency", "1ms", "--lut", str(lut), "--threads", "1",
+                 "--run-dir", str(run), "--no-measure", "--quiet", "--fit", "0", "--objective", "supernet",
+                 "--supernet", str(checkpoint), "--supernet-metric", "log_loss", "--workers", "2",
+                 "--n-trials", "6"]) == 0, capsys.readouterr().err
+    info = json.loads((run / "run.json").read_text())
+    study = optuna.load_study(study_name=info["study_name"], storage=storage_for(info["storage"]))
+    done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 6 and len({t.user_attrs["worker"] for t in done}) >= 1
+    for t in done:
+        assert t.values[0] == pytest.approx(-evaluator.score(t.params).log_loss, rel=1e-5)
+    assert (run / "best_weights.pt").is_file()
