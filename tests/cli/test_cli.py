@@ -177,7 +177,7 @@ def test_python_m_nas_help(capsys, monkeypatch) -> None:
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: nas ")
-    assert "{search,worker,report,export,train,space,arch,lut}" in out
+    assert "{search,worker,report,export,train,supernet,space,arch,lut}" in out
 
 
 def test_console_entry_exit_code(write_yaml) -> None:
