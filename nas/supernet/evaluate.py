@@ -10,7 +10,8 @@ The subnet runs as the supernet runs it, its static network on the meta device c
 weights (no copy) and the fresh statistics. That measured faster than copying the subnet out
 (`Supernet.subnet`): on sandglass32 and digits at 1 thread, median 0.05 s against 0.06 s a subnet
 (0.09 against 0.17 s in a first pass over new subnets), with identical scores. Inputs are channels_last
-on the CPU, as `nas.train` trains: 2 to 4 times faster here than the default layout.
+on the CPU, as `nas.train` trains: 2 to 4 times faster here than the default layout. Train-mode batch
+norm is most of the recalibration pass; `benchmarks/subnet_eval_speed.py` times the whole score.
 """
 from __future__ import annotations
 
