@@ -341,17 +341,18 @@ def supernet_eval(arch: SearchSpace | str | os.PathLike, supernet: str | os.Path
                   **options: Any) -> SubnetEval:
     """Score the fixed architecture `arch` (a file or a fixed space) as a subnet of the supernet checkpoint
     `supernet`; `options`: space, data, calib_images, seed, device (`nas.supernet.open_subnet`)."""
+    from nas.space import load_fixed
     from nas.supernet import open_subnet
 
-    return _subnet_eval(*open_subnet(arch, supernet, **options), arch, recalibrate)
+    fixed = arch if isinstance(arch, SearchSpace) else load_fixed(arch)
+    return _subnet_eval(*open_subnet(fixed, supernet, **options), fixed.name, recalibrate)
 
 
-def _subnet_eval(evaluator: Any, chosen: Any, arch: SearchSpace | str | os.PathLike, recalibrate: bool) -> SubnetEval:
+def _subnet_eval(evaluator: Any, chosen: Any, name: str, recalibrate: bool) -> SubnetEval:
     from nas.space import encode
 
     score = evaluator.score(chosen, recalibrate)
-    return SubnetEval(name=arch.name if isinstance(arch, SearchSpace) else Path(arch).stem,
-                      arch=encode(evaluator.space, chosen), resolution=evaluator.supernet.plan(chosen).resolution,
+    return SubnetEval(name=name, arch=encode(evaluator.space, chosen), resolution=evaluator.supernet.plan(chosen).resolution,
                       data=str(evaluator.data), recalibrated=recalibrate, top1=score.top1, log_loss=score.log_loss,
                       seconds=score.seconds)
 
@@ -389,4 +390,4 @@ def supernet_export(arch: SearchSpace | str | os.PathLike, supernet: str | os.Pa
     with torch.inference_mode():
         diff = (standalone.to(x.device).eval()(x) - evaluator.module(chosen)(x)).abs().max().item()
     return SubnetExport(model=model, weights=weights, class_name=cls, max_abs_diff=diff,
-                        score=_subnet_eval(evaluator, chosen, arch, True))
+                        score=_subnet_eval(evaluator, chosen, fixed.name, True))
