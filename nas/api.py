@@ -32,12 +32,14 @@ from nas.search.settings import SearchSettings
 from nas.search.storage import storage_for
 from nas.search.target import parse_latency
 from nas.space import SearchSpace, load_space
+from nas.api_supernet import SubnetEval, SubnetExport, supernet_eval, supernet_export, train_supernet
 from nas.workers import join_run, launch_workers, run_worker
 
-__all__ = ["ArchLatency", "ArchStats", "OpsExport", "SearchResult", "SearchSettings", "SpaceInfo", "TableBuild",
-           "TableInfo", "arch_latency", "arch_stats", "build_table", "export", "export_ops", "import_results",
-           "join_run", "latency_model", "load_space", "pareto", "prepare_search", "report", "run_search", "run_worker",
-           "search", "space_info", "table_info", "train", "train_supernet", "trials", "validate_table"]
+__all__ = ["ArchLatency", "ArchStats", "OpsExport", "SearchResult", "SearchSettings", "SpaceInfo", "SubnetEval",
+           "SubnetExport", "TableBuild", "TableInfo", "arch_latency", "arch_stats", "build_table", "export",
+           "export_ops", "import_results", "join_run", "latency_model", "load_space", "pareto", "prepare_search",
+           "report", "run_search", "run_worker", "search", "space_info", "supernet_eval", "supernet_export",
+           "table_info", "train", "train_supernet", "trials", "validate_table"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the report say what matters
 
@@ -107,7 +109,9 @@ def _run_info(search: Search, table_path: str | None) -> RunInfo:
                    backend=profile.backend, threads=profile.threads, batch_size=profile.batch_size,
                    table=table_path or (str(search.latency.table.path) if search.latency.table.path else None),
                    latency_profile=profile.id, machine_speed=search.speed, latency_margin=search.margin,
-                   data=s.data, epochs=s.epochs)
+                   data=s.data, epochs=s.epochs, objective_option=s.objective,
+                   supernet=str(Path(s.supernet).resolve()) if s.supernet else None,
+                   supernet_metric=s.supernet_metric if s.supernet else None)
     if search.shared:
         table = search.latency.table
         info.table = str(Path(info.table).resolve()) if info.table else None  # workers may start elsewhere
@@ -135,7 +139,8 @@ def run_search(search: Search, *, progress: Progress | None = None, measure: boo
                                                            "machine_speed_at_start": search.speed,
                                                            "correction_note": search.fit_note,
                                                            "search_seconds": round(outcome.elapsed_s, 3),
-                                                           "interrupted": outcome.interrupted})
+                                                           "interrupted": outcome.interrupted},
+                                   winner_weights=getattr(search.objective, "save_weights", None))
     return SearchResult(outcome, search.space)
 
 
@@ -180,8 +185,20 @@ def report(run_dir: str | os.PathLike, *, measure: bool = True) -> dict[str, Any
         if measure:
             raise
         latency = None
-    summary = write_report(run_dir, study, space, info, latency=latency, measure=measure)
+    summary = write_report(run_dir, study, space, info, latency=latency, measure=measure,
+                           winner_weights=_winner_weights(info))
     return {"summary": summary, "study": study}
+
+
+def _winner_weights(info: RunInfo) -> Callable[..., Any] | None:
+    """A run's objective's weights writer (the supernet's), made again from run.json."""
+    if not info.supernet:
+        return None
+    from nas.search.objectives import get_objective
+
+    objective = get_objective(info.objective_option or "supernet", data=info.data, supernet=info.supernet,
+                              supernet_metric=info.supernet_metric)
+    return getattr(objective, "save_weights", None)
 
 
 def export(space: SearchSpace | str | os.PathLike, arch: Mapping[str, Any] | None, fmt: str,
@@ -276,16 +293,20 @@ def arch_stats(path: str | os.PathLike, latency: LatencyModel | None = None, *, 
 
 
 def train(arch: SearchSpace | str | os.PathLike, data: str | os.PathLike = "digits", epochs: int = 3, *,
-          threads: int | None = None, weights_out: str | os.PathLike | None = None, **options: Any) -> Any:
-    """Train a fixed architecture from scratch (see `nas.train.train` for `options`) with `threads` torch
-    threads (restored afterwards), and save its trained weights to `weights_out` when given."""
+          threads: int | None = None, weights_out: str | os.PathLike | None = None,
+          weights: str | os.PathLike | None = None, **options: Any) -> Any:
+    """Train a fixed architecture (see `nas.train.train` for `options`) with `threads` torch threads (restored
+    afterwards): from scratch, or fine-tuned from the state_dict file `weights` (loaded strictly; one that
+    does not fit is refused in one line), and save its trained weights to `weights_out` when given."""
     import torch
 
-    from nas.export import save_weights
+    from nas.export import load_weights, save_weights
     from nas.space import load_fixed
     from nas.train import train as train_
 
     space = arch if isinstance(arch, SearchSpace) else load_fixed(arch)
+    if weights is not None:
+        options["start_from"] = lambda model: load_weights(model, weights, what=f"{space.name} ({space.file})")
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -296,21 +317,3 @@ def train(arch: SearchSpace | str | os.PathLike, data: str | os.PathLike = "digi
     if weights_out is not None:
         save_weights(result.model, weights_out)
     return result
-
-
-def train_supernet(space: SearchSpace | str | os.PathLike, data: Any = "digits", out: str | os.PathLike = "supernet.pt",
-                   *, epochs: int, threads: int | None = None, **options: Any) -> Any:
-    """Train the weight-sharing supernet of `space` into the checkpoint `out`, resuming it when `out` holds
-    this run stopped early (see `nas.supernet.train.train_supernet` for `data` and `options`), with
-    `threads` torch threads (restored afterwards). Returns a `SupernetTrainResult`."""
-    import torch
-
-    from nas.supernet.train import train_supernet as train_supernet_
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        return train_supernet_(_space(space), data, out, epochs=epochs, **options)
-    finally:
-        torch.set_num_threads(before)

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import optuna
 import pandas as pd
@@ -26,6 +26,9 @@ from nas.space import SearchSpace, plan, write_fixed
 from proxies.atomic import write_bytes_atomic
 
 RUN_INFO = "run.json"
+WINNER_WEIGHTS = "best_weights.pt"
+#: Writes an architecture's weights to a path (`SupernetObjective.save_weights`).
+WeightsWriter = Callable[[SearchSpace, Mapping[str, Any], Path], Any]
 
 
 @dataclass
@@ -52,8 +55,11 @@ class RunInfo:
     table_checksum: str | None = None
     machine_speed: float = 1.0  # the speed factor read once at the start; workers use it, never their own probe
     latency_margin: float | None = None
-    data: str | None = None  # --objective trained
+    data: str | None = None  # --objective trained (and supernet)
     epochs: int | None = None
+    objective_option: str | None = None  # what --objective named (`objective` is the study's label for it)
+    supernet: str | None = None  # --objective supernet: the checkpoint (absolute path)
+    supernet_metric: str | None = None
     timeout_s: float | None = None  # each worker stops adding trials after this long
     heartbeat_s: float | None = None
     grace_s: float | None = None
@@ -79,9 +85,11 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchSpace, info: RunInfo, *,
-                 latency: Any = None, measure: bool = True, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 latency: Any = None, measure: bool = True, extra: Mapping[str, Any] | None = None,
+                 winner_weights: WeightsWriter | None = None) -> dict[str, Any]:
     """Write every report file into `run_dir` and return the summary (also saved as summary.json).
-    The winner is chosen (and measured) by `nas.search.verify`; this writes what it found."""
+    The winner is chosen (and measured) by `nas.search.verify`; this writes what it found, and its
+    weights (best_weights.pt) where `winner_weights` can give them (the supernet objective's)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     trials = trials_frame(study, space)
@@ -103,7 +111,7 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
     _write_plots(run_dir, trials, front, space, info, check.winner, summary["backbone"])
     if check.winner is not None:
         _write_winner(run_dir, space, arch_of(by_number[check.winner["number"]], space),
-                      f"{space.name}-trial{check.winner['number']}")
+                      f"{space.name}-trial{check.winner['number']}", winner_weights)
     summary["files"] = sorted({p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
                               | {"summary.json"})
     _write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
@@ -165,13 +173,16 @@ def _write_plots(run_dir: Path, trials: pd.DataFrame, front: pd.DataFrame, space
         _write_text(run_dir / "pareto.html", html)
 
 
-def _write_winner(run_dir: Path, space: SearchSpace, arch: dict[str, Any], name: str) -> None:
-    """best.yaml, best_model.py and best_model.onnx of the winner."""
+def _write_winner(run_dir: Path, space: SearchSpace, arch: dict[str, Any], name: str,
+                  winner_weights: WeightsWriter | None = None) -> None:
+    """best.yaml, best_model.py and best_model.onnx of the winner, and best_weights.pt when it has weights."""
     write_fixed(space, arch, run_dir / "best.yaml", name=name)
     from nas.export import export_onnx, export_python
 
     export_python(space, arch, run_dir / "best_model.py")
     export_onnx(space, arch, run_dir / "best_model.onnx")
+    if winner_weights is not None:
+        winner_weights(space, arch, run_dir / WINNER_WEIGHTS)
 
 
 def _json_default(value: Any) -> Any:

@@ -134,20 +134,29 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor) -> None:
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy of `model` (put in eval mode) on tensors already on its device."""
+    return evaluate_loss(model, x, y)[0]
+
+
+def evaluate_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Top-1 accuracy and mean log-loss (cross-entropy in nats) of `model` (put in eval mode) on tensors
+    already on its device. The log-loss still ranks networks where top-1 ties near the ceiling."""
     model.eval()
-    correct = 0
+    correct, loss = 0, 0.0
     with torch.inference_mode():
         for i in range(0, len(x), EVAL_BATCH):
-            correct += int((model(x[i:i + EVAL_BATCH]).argmax(1) == y[i:i + EVAL_BATCH]).sum())
-    return correct / len(x)
+            logits, labels = model(x[i:i + EVAL_BATCH]), y[i:i + EVAL_BATCH]
+            correct += int((logits.argmax(1) == labels).sum())
+            loss += float(nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))
+    return correct / len(x), loss / len(x)
 
 
 def train(space: SearchSpace, arch: Mapping[str, Any] | None, data: str | os.PathLike | Dataset = "digits",
           epochs: int = 3, *, batch_size: int = 64, lr: float = DEFAULT_LR, label_smoothing: float = 0.0,
           seed: int = 0, device: str | torch.device | None = None,
-          progress: Progress | None = None) -> TrainResult:
+          progress: Progress | None = None, start_from: Callable[[nn.Module], None] | None = None) -> TrainResult:
     """Train the network `arch` selects in `space` (None for a fixed architecture) from scratch on `data`
     ("digits", an image-folder path, or a prepared `nas.data.Dataset`), then score top-1 on the test split.
+    `start_from` is called on the built network before training: loading weights there fine-tunes them.
 
     Raises `DataError` for unusable data and `TrainingError` for bad settings or a non-finite loss.
     """
@@ -162,6 +171,8 @@ def train(space: SearchSpace, arch: Mapping[str, Any] | None, data: str | os.Pat
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(seed)
         model = build(space, arch).to(dev, memory_format=_memory_format(dev))
+        if start_from is not None:
+            start_from(model)
         losses = _fit(model, ds, dev, epochs=epochs, batch_size=batch_size, lr=lr,
                       label_smoothing=label_smoothing, seed=seed, progress=progress)
         recalibrate_bn(model, _to(ds.x_train, dev))

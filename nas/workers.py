@@ -79,9 +79,11 @@ def join_run(run_dir: str | os.PathLike, *, lut: str | os.PathLike | None = None
     space_ = load_space(space or info.space)
     latency, may_measure = worker_latency(info, run_dir, lut)
     settings = SearchSettings(
-        target_ms=info.target_ms, objective=info.objective, sampler=sampler_name(info.sampler), mode=info.mode,
+        target_ms=info.target_ms, objective=info.objective_option or info.objective,
+        sampler=sampler_name(info.sampler), mode=info.mode,
         seed=info.seed, n_trials=info.budget, run_dir=run_dir, storage=info.storage, study_name=info.study_name,
-        data=info.data, epochs=info.epochs, latency_margin=info.latency_margin, fit=0, workers=1,
+        data=info.data, epochs=info.epochs, supernet=info.supernet, supernet_metric=info.supernet_metric or "top1",
+        latency_margin=info.latency_margin, fit=0, workers=1,
         timeout_s=info.timeout_s,
         heartbeat_s=info.heartbeat_s or SearchSettings.heartbeat_s, grace_s=info.grace_s or SearchSettings.grace_s)
     search = Search(space_, settings, latency)

@@ -60,6 +60,9 @@ def test_write_json_replaces_the_file_whole(tmp_path: Path) -> None:
                       "warm_score_ms", "plan_ms", "speedup_warm_vs_whole_model", "new_candidate_score_ms",
                       "new_candidate_unit_miss_rate", "cache_entries", "build_ms_with_init", "build_ms_without_init",
                       "median_params"}),
+    ("subnet_eval_speed", {"space", "subnets", "torch_threads", "calib_images", "load_average", "supernet_build_s",
+                           "recalibrate_and_evaluate_ms", "recalibrate_and_evaluate_max_ms", "evaluate_only_ms",
+                           "under_1s"}),
 ])
 def test_quick_run_writes_its_figures(name: str, keys: set[str], tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:

@@ -84,6 +84,7 @@ def _search(args: argparse.Namespace) -> int:
         target_ms=target, objective=args.objective, sampler=args.sampler, seed=args.seed,
         mode="single" if args.single_objective else "multi", n_trials=args.n_trials, timeout_s=args.timeout,
         run_dir=args.run_dir, storage=args.storage, study_name=args.study_name, data=args.data, epochs=args.epochs,
+        supernet=args.supernet, supernet_metric=args.supernet_metric,
         latency_margin=_margin(args.latency_margin), fit=args.fit, workers=args.workers,
         heartbeat_s=args.heartbeat, grace_s=args.grace)
     latency = latency_model(args)
@@ -168,6 +169,10 @@ def register(groups: Any) -> None:
                    f"proxies joined by '+' for a z-scored ensemble, e.g. zen+naswot (default macs)")
     p.add_argument("--data", metavar="digits|DIR", help="--objective trained: training data (digits or an image folder)")
     p.add_argument("--epochs", type=int, help="--objective trained: epochs per candidate")
+    p.add_argument("--supernet", metavar="SUPERNET.pt", help="--objective supernet: the trained supernet "
+                   "(`nas supernet train`); --data: its held-out images (default: what it was trained on)")
+    p.add_argument("--supernet-metric", choices=("top1", "log_loss"), default="top1",
+                   help="--objective supernet: maximise held-out top-1 (default) or the negative log-loss")
     p.add_argument("--single-objective", action="store_true",
                    help="maximise the objective alone under the constraint (default: an objective/latency front)")
     p.add_argument("--sampler", default="auto", help=sampler_help())

@@ -1,11 +1,14 @@
 """`nas supernet ...`: a weight-sharing supernet of a search space. Each subcommand has its own parser
-function (`_add_<name>`) and handler (`_<name>`); `register` wires them."""
+function (`_add_<name>`) and handler (`_<name>`); `register` wires them: `train` trains the supernet once,
+`eval` scores a fixed architecture as a subnet, `export` writes it with weights. The work is in `nas.api`."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 import warnings
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from nas.cli._common import say
 
@@ -87,7 +90,113 @@ def _add_train(cmds: Any) -> None:
     p.set_defaults(func=_train)
 
 
+
+@contextlib.contextmanager
+def _threads(args: argparse.Namespace) -> Iterator[None]:
+    """--threads for the command, the thread count restored afterwards."""
+    import torch
+
+    from nas.errors import NasError
+
+    if args.threads is not None and args.threads < 1:
+        raise NasError(f"--threads must be at least 1, got {args.threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(args.threads or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options eval and export share, as `nas.api.supernet_eval` takes them."""
+    return {"space": args.space, "data": args.data, "calib_images": args.calib_images, "seed": args.seed,
+            "device": args.device}
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    from nas.supernet.evaluate import CALIBRATION_IMAGES
+
+    p.add_argument("arch", metavar="ARCH.yaml", help="a fixed architecture of the supernet's space (e.g. from "
+                   "`nas arch sample` or a search's best.yaml)")
+    p.add_argument("--supernet", required=True, metavar="SUPERNET.pt", help="checkpoint from `nas supernet train`")
+    p.add_argument("--space", metavar="YAML", help="the supernet's space file (default: the one the checkpoint "
+                   "records)")
+    p.add_argument("--data", metavar="digits|DIR", help="held-out and calibration images (default: the data the "
+                   "checkpoint records, else digits)")
+    p.add_argument("--calib-images", type=int, default=CALIBRATION_IMAGES, metavar="N",
+                   help=f"training images that recompute the batch-norm statistics (default {CALIBRATION_IMAGES})")
+    p.add_argument("--seed", type=int, default=0, help="which calibration images (default 0)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's own)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
+
+
+# ---- eval ----
+
+def _eval(args: argparse.Namespace) -> int:
+    from nas import api
+
+    with _threads(args):
+        result = api.supernet_eval(args.arch, args.supernet, recalibrate=not args.no_recalibrate, **_options(args))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    how = "batch norms recalibrated" if result.recalibrated else "the supernet's shared batch-norm statistics"
+    print(f"{result.name}: top-1 {result.top1:.4f}, log-loss {result.log_loss:.4f} on the held-out images of "
+          f"{result.data} ({result.resolution}x{result.resolution}, {how}, {result.seconds:.2f} s)")
+    print(f"arch: {result.arch}")
+    return 0
+
+
+def _add_eval(sub: Any) -> None:
+    p = sub.add_parser("eval", help="score a fixed architecture as a subnet: held-out top-1 and log-loss",
+                       description="Score a fixed architecture with the weights it inherits from a trained "
+                       "supernet: batch-norm statistics recomputed on a fixed sample of training images, then "
+                       "top-1 and log-loss on the held-out split.")
+    _add_common(p)
+    p.add_argument("--no-recalibrate", action="store_true",
+                   help="score with the supernet's shared batch-norm statistics as they are")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_eval)
+
+
+# ---- export ----
+
+def _export(args: argparse.Namespace) -> int:
+    from nas import api
+
+    with _threads(args):
+        result = api.supernet_export(args.arch, args.supernet, args.out, class_name=args.class_name,
+                                     **_options(args))
+    score = result.score
+    print(f"wrote {result.model} (py, class {result.class_name}, {score.resolution}x{score.resolution})")
+    print(f"wrote {result.weights} (state_dict cut from {args.supernet}, batch norms recalibrated; load with "
+          f"torch.load(..., weights_only=True))")
+    print(f"held-out top-1 {score.top1:.4f}, log-loss {score.log_loss:.4f}; the module's outputs differ from "
+          f"the supernet's by at most {result.max_abs_diff:.1e}")
+    return 0
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser("export", help="write a subnet as a standalone .py with its weights cut from the supernet",
+                       description="Write a fixed architecture as DIR/model.py (standalone, torch only) and "
+                       "DIR/weights.pt: its weights cut from the supernet, batch norms recalibrated. In eval mode "
+                       "the module computes what the supernet computes for that subnet; `nas train ARCH.yaml "
+                       "--weights DIR/weights.pt` fine-tunes it.")
+    _add_common(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write model.py and weights.pt into")
+    p.add_argument("--class-name", metavar="NAME", help="the network class's name (default: from the "
+                   "architecture's name)")
+    p.set_defaults(func=_export)
+
+
+SUBCOMMANDS = (_add_train, _add_eval, _add_export)
+
+
 def register(groups: Any) -> None:
-    group = groups.add_parser("supernet", help="a weight-sharing supernet of a search space")
-    cmds = group.add_subparsers(dest="command", required=True, metavar="{train}")
-    _add_train(cmds)
+    p = groups.add_parser("supernet", help="a weight-sharing supernet: train it once, score and export its subnets",
+                          description="A weight-sharing supernet trained once for a space: any subnet's held-out "
+                          "accuracy in a fraction of a second, and its weights.")
+    sub = p.add_subparsers(dest="supernet_command", required=True, metavar="{train,eval,export}")
+    for add in SUBCOMMANDS:
+        add(sub)

@@ -1,4 +1,5 @@
-"""`nas train`: train one fixed architecture from scratch and print its held-out top-1."""
+"""`nas train`: train one fixed architecture (from scratch, or fine-tuned from --weights) and print its held-out
+top-1."""
 from __future__ import annotations
 
 import argparse
@@ -27,18 +28,22 @@ def _train(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", DataWarning)
         warnings.showwarning = _print_warning
         result = api.train(space, args.data, args.epochs, threads=args.threads, weights_out=args.out,
+                           weights=args.weights,
                            batch_size=args.batch_size, lr=args.lr, label_smoothing=args.label_smoothing,
                            seed=args.seed, device=args.device,
                            progress=progress(not args.quiet and not args.json, "training", "epoch"))
     info = {"name": space.name, "file": args.arch, "data": args.data, **result.to_dict()}
+    if args.weights:
+        info["start_weights"] = args.weights
     if args.out:
         info["weights"] = args.out
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     losses = ", ".join(f"{x:.4f}" for x in result.train_loss)
+    start = f"fine-tuned from {args.weights}, " if args.weights else ""
     print(f"{space.name}: top-1 {result.top1:.4f} on {result.n_test} held-out images of {args.data} "
-          f"({result.n_train} trained on, {result.epochs} epoch{'s' if result.epochs != 1 else ''}, "
+          f"({start}{result.n_train} trained on, {result.epochs} epoch{'s' if result.epochs != 1 else ''}, "
           f"{result.resolution}x{result.resolution}, {result.seconds:.1f} s on {result.device})")
     print(f"train loss per epoch: {losses}")
     if args.out:
@@ -68,4 +73,6 @@ def register(groups: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print JSON instead of text (implies --quiet)")
     p.add_argument("--out", metavar="WEIGHTS.pt", help="save the trained state_dict here (written atomically)")
+    p.add_argument("--weights", metavar="STATE_DICT", help="fine-tune from this state_dict (e.g. weights.pt from "
+                   "`nas supernet export`) instead of training from scratch; its keys and shapes must fit")
     p.set_defaults(func=_train)

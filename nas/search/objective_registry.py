@@ -33,14 +33,20 @@ class Scorer(Protocol):
 
     def score(self, space: SearchSpace, arch: Mapping[str, Any], metrics: Metrics) -> float: ...
 
+    # Optional: `check(space)`, called before the study opens, refuses a space the objective cannot score
+    # (e.g. a supernet trained for another); `save_weights(space, arch, path)` writes the winner's weights
+    # (the report's best_weights.pt).
+
 
 @dataclass(frozen=True)
 class ObjectiveOptions:
     """The command line's options an objective may need."""
 
     seed: int = 0
-    data: str | None = None  # `trained`: digits or an image folder
+    data: str | None = None  # `trained`: digits or an image folder; `supernet`: its held-out images
     epochs: int | None = None
+    supernet: str | None = None  # `supernet`: the checkpoint
+    supernet_metric: str | None = None  # `supernet`: top1 or log_loss
 
 
 @dataclass(frozen=True)

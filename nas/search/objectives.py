@@ -3,7 +3,8 @@
 `macs` and `params` are the crude stand-ins (bigger is usually more accurate),
 read from the metrics every trial computes anyway; every zero-cost proxy of
 `proxies.zero_cost` is a name too, `proxy` is the default proxy, `trained`
-trains each candidate, and proxies joined by '+' form a z-scored ensemble.
+trains each candidate, `supernet` scores it as a subnet of a trained
+supernet, and proxies joined by '+' form a z-scored ensemble.
 A new objective is one `register_objective` line.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Callable, Mapping
 from nas.search.objective_registry import (OBJECTIVES, Metrics, ObjectiveError, ObjectiveOptions, Scorer,
                                            register_objective)
 from nas.search.proxy_objectives import DEFAULT_PROXY, ProxyObjective, proxy_factory
+from nas.search.supernet_objective import make_supernet
 from nas.search.trained import make_trained
 from nas.space import SearchSpace
 from proxies.zero_cost import PROXIES
@@ -44,6 +46,8 @@ for _name in PROXIES:
         register_objective(_name, f"zero-cost proxy {_name}, higher is better", proxy_factory([_name]), proxy=_name)
 register_objective("proxy", f"the default zero-cost proxy ({DEFAULT_PROXY})", proxy_factory([DEFAULT_PROXY]))
 register_objective("trained", "held-out top-1 after training (needs --data and --epochs)", make_trained)
+register_objective("supernet", "held-out top-1 (or --supernet-metric log_loss) of the candidate as a subnet of a "
+                   "trained supernet, batch norms recalibrated (needs --supernet)", make_supernet)
 
 
 def objective_names() -> list[str]:
@@ -51,10 +55,12 @@ def objective_names() -> list[str]:
     return sorted(OBJECTIVES)
 
 
-def get_objective(name: str, *, seed: int = 0, data: str | None = None, epochs: int | None = None) -> Scorer:
-    """A registered objective (`macs`, `zen`, `trained`, ...; `trained` needs `data` and `epochs`), or an
-    ensemble of registered proxies joined by '+' (`zen+naswot`)."""
-    options = ObjectiveOptions(seed=seed, data=data, epochs=epochs)
+def get_objective(name: str, *, seed: int = 0, data: str | None = None, epochs: int | None = None,
+                  supernet: str | None = None, supernet_metric: str | None = None) -> Scorer:
+    """A registered objective (`macs`, `zen`, `trained`, `supernet`, ...; `trained` needs `data` and
+    `epochs`, `supernet` a checkpoint), or an ensemble of registered proxies joined by '+' (`zen+naswot`)."""
+    options = ObjectiveOptions(seed=seed, data=data, epochs=epochs, supernet=supernet,
+                               supernet_metric=supernet_metric)
     if name in OBJECTIVES:
         return OBJECTIVES[name].make(options)
     parts = name.split("+")

@@ -89,7 +89,10 @@ class Search:
         s = settings
         self.space, self.settings, self.latency = space, s, latency
         self.cost = cost or CostModel.persistent()
-        self.objective = get_objective(s.objective, seed=s.seed or 0, data=s.data, epochs=s.epochs)
+        self.objective = get_objective(s.objective, seed=s.seed or 0, data=s.data, epochs=s.epochs,
+                                       supernet=s.supernet, supernet_metric=s.supernet_metric)
+        if hasattr(self.objective, "check"):  # e.g. a supernet of another space, refused before the study opens
+            self.objective.check(space)
         self.spec = StudySpec(space=space.name, space_fingerprint=space_fingerprint(space),
                               objective=self.objective.name,
                               target_ms=float(s.target_ms), mode=s.mode, latency_profile=latency.profile.id)

@@ -29,8 +29,10 @@ class SearchSettings:
     storage: str | None = None
     study_name: str | None = None
     flush_every_s: float = 2.0
-    data: str | None = None  # --objective trained: digits or an image folder
+    data: str | None = None  # --objective trained: digits or an image folder (supernet: its held-out images)
     epochs: int | None = None
+    supernet: str | None = None  # --objective supernet: the checkpoint
+    supernet_metric: str = "top1"  # --objective supernet: top1 or log_loss
     # Feasible means predicted * (1 + margin) <= target, so that a maximiser is not drawn to the networks
     # the table under-predicts. None: the table's own figure (LatencyModel.default_margin).
     latency_margin: float | None = None

@@ -71,7 +71,7 @@ def test_bad_objective_names(name) -> None:
     with pytest.raises(ValueError) as info:
         get_objective(name)
     assert str(info.value) == (f"--objective: unknown objective {name!r}; choose one of grad_norm, jacob_cov, macs, "
-                               f"naswot, params, proxy, snip, synflow, trained, zen, or proxies joined by '+' (e.g. zen+naswot)")
+                               f"naswot, params, proxy, snip, supernet, synflow, trained, zen, or proxies joined by '+' (e.g. zen+naswot)")
 
 
 def test_trained_objective_is_held_out_top1(tiny, tmp_path) -> None:

@@ -329,7 +329,7 @@ def earlier_run(tmp_path_factory) -> tuple[Path, Path, Path, dict[str, str]]:
     (["--sampler", "cmaes"], "error: --sampler: unknown sampler 'cmaes'; choose one of tpe, nsga2, nsga3, gp, random, "
                              "qmc, auto"),
     (["--objective", "accuracy"], "error: --objective: unknown objective 'accuracy'; choose one of grad_norm, "
-                                  "jacob_cov, macs, naswot, params, proxy, snip, synflow, trained, zen, or proxies joined by '+' "
+                                  "jacob_cov, macs, naswot, params, proxy, snip, supernet, synflow, trained, zen, or proxies joined by '+' "
                                   "(e.g. zen+naswot)"),
     (["--target-latency", "soon"], "error: --target-latency: cannot read 'soon'; write a positive number with a unit "
                                    "ms, us or s (e.g. 20ms, 1.5ms, 500us, 0.02s)"),
