@@ -63,6 +63,7 @@ def test_write_json_replaces_the_file_whole(tmp_path: Path) -> None:
     ("subnet_eval_speed", {"space", "subnets", "torch_threads", "calib_images", "load_average", "supernet_build_s",
                            "recalibrate_and_evaluate_ms", "recalibrate_and_evaluate_max_ms", "evaluate_only_ms",
                            "under_1s"}),
+    ("supernet_ranking", {"space", "protocol", "seeds", "timing", "table", "subnets", "baseline_scores"}),
 ])
 def test_quick_run_writes_its_figures(name: str, keys: set[str], tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
