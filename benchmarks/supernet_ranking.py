@@ -210,6 +210,12 @@ def noise_tau(runs: np.ndarray, idx: np.ndarray) -> float:
     return float(np.mean(taus))
 
 
+def finite_mean(values: Sequence[float]) -> float:
+    """The mean of the defined values (a bin of one subnet has no tau), nan when there is none."""
+    kept = [v for v in values if np.isfinite(v)]
+    return float(np.mean(kept)) if kept else float("nan")
+
+
 def binned(stat: Callable[[np.ndarray], float], macs: Sequence[int]) -> list[float]:
     """`stat` within each of BINS MACs tertiles of the subnets."""
     order = np.argsort(macs, kind="mergesort")
@@ -226,7 +232,7 @@ def correlations(scores: Sequence[float], truth: np.ndarray, macs: Sequence[int]
     within = binned(tau, macs)
     return {"kendall": tau(every), "kendall_ci": interval(tau, len(x), reps, seed),
             "spearman": rho(every), "spearman_ci": interval(rho, len(x), reps, seed),
-            "kendall_within_bins": within, "kendall_within_bins_mean": float(np.nanmean(within))}
+            "kendall_within_bins": within, "kendall_within_bins_mean": finite_mean(within)}
 
 
 def table(subnets: list[dict], rankers: Mapping[str, Mapping[str, Sequence[float]]], reps: int,
@@ -242,7 +248,7 @@ def table(subnets: list[dict], rankers: Mapping[str, Mapping[str, Sequence[float
         noise = {"kendall": noise_tau(runs, every),
                  "kendall_ci": interval(lambda idx: noise_tau(runs, idx), len(subnets), reps, seed),
                  "kendall_within_bins": binned(lambda idx: noise_tau(runs, idx), macs)}
-        noise["kendall_within_bins_mean"] = float(np.nanmean(noise["kendall_within_bins"]))
+        noise["kendall_within_bins_mean"] = finite_mean(noise["kendall_within_bins"])
         rows = {name: correlations(by_truth[truth_name], truth, macs, reps, seed)
                 for name, by_truth in rankers.items()}
         out[truth_name] = {"noise_floor": noise, "rankers": rows, **margin(rankers, rows, truth_name, truth,
