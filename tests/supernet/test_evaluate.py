@@ -9,25 +9,13 @@ import torch
 
 from nas.data import prepared
 from nas.errors import DataError
-from nas.space import decisions, load_space, sample
-from nas.supernet import SubnetEvaluator, load_supernet
+from nas.space import decisions, sample
+from nas.supernet import SubnetEvaluator
 from nas.supernet.evaluate import calibration_indices
 from nas.train import evaluate_loss, recalibrate_bn
 
-from subnet_helpers import tiny_checkpoint
 
 CALIB = 64
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("supernet"))
-
-
-@pytest.fixture(scope="module")
-def supernet(files):
-    space_file, checkpoint = files
-    return load_supernet(checkpoint, load_space(space_file))[0]
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,12 @@ from torch.func import functional_call
 
 from nas import api
 from nas.cli import main
-from nas.space import encode, load_space, sample, write_fixed
-from nas.supernet import SubnetEvaluator, load_supernet
+from nas.space import encode, sample, write_fixed
+from nas.supernet import SubnetEvaluator
 from nas.train import train
 
-from subnet_helpers import tiny_checkpoint
 
 CALIB = 64
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("supernet"))
-
-
-@pytest.fixture(scope="module")
-def supernet(files):
-    space_file, checkpoint = files
-    return load_supernet(checkpoint, load_space(space_file))[0]
 
 
 def _fixed(supernet, seed: int, folder: Path, name: str = "pick") -> tuple[Path, dict]:

@@ -13,12 +13,7 @@ from nas.space import load_space
 from nas.supernet import Supernet, SubnetEvaluator, load_supernet, save_checkpoint
 
 from search_helpers import COSTS, synthetic_model
-from subnet_helpers import TINY_SUPERNET_SPACE, tiny_checkpoint
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("supernet"))
+from subnet_helpers import TINY_SUPERNET_SPACE
 
 
 @pytest.fixture(scope="module")
