@@ -189,8 +189,13 @@ def test_cli_refuses_a_checkpoint_of_another_space(tiny, image_dir, tmp_path, wr
     assert err.endswith("; train a supernet for this space\n") and err.count("\n") == 1
 
 
+# Long enough that the run cannot finish between reaching step 2 and the Ctrl-C that follows it, even on
+# an idle fast machine (with 6 epochs it once did: exit 0 instead of 130).
+CLI_EPOCHS, CLI_STEPS = 40, 120  # 3 steps an epoch: 24 images, batch 8
+
+
 def _cli_args(tiny, image_dir: Path, out: Path) -> list[str]:
-    return ["supernet", "train", "--space", str(tiny.file), "--data", str(image_dir), "--epochs", "6",
+    return ["supernet", "train", "--space", str(tiny.file), "--data", str(image_dir), "--epochs", str(CLI_EPOCHS),
             "--batch-size", "8", "--out", str(out), "--threads", "1", "--quiet", "--checkpoint-every", "0"]
 
 
@@ -223,16 +228,16 @@ def test_cli_resumes_after_ctrl_c_and_sigkill(tiny, image_dir, tmp_path, capsys)
     stdout, stderr = proc.communicate(timeout=60)
     stopped = torch.load(out, weights_only=True)["train"]["step"]
     assert proc.returncode == 130 and stdout == ""
-    assert stderr == f"interrupted: stopped after step {stopped} of 18; {out} holds it: run the same command " \
+    assert stderr == f"interrupted: stopped after step {stopped} of {CLI_STEPS}; {out} holds it: run the same command " \
                      f"again to resume\n"
     proc = _start(args)
     killed_at = _wait_for_step(out, proc, stopped + 2)
     proc.kill()
     proc.communicate(timeout=60)
-    assert killed_at < 18
+    assert killed_at < CLI_STEPS
     assert main(args) == 0
     resumed_at = int(capsys.readouterr().out.split("resumed from step ")[1].split(",")[0])
-    assert killed_at <= resumed_at < 18
-    unbroken = train_supernet(tiny, str(image_dir), tmp_path / "unbroken.pt", epochs=6, batch_size=8)
-    assert unbroken.steps == 18
+    assert killed_at <= resumed_at < CLI_STEPS
+    unbroken = train_supernet(tiny, str(image_dir), tmp_path / "unbroken.pt", epochs=CLI_EPOCHS, batch_size=8)
+    assert unbroken.steps == CLI_STEPS
     assert _same_weights(torch.load(out, weights_only=True)["model"], unbroken.supernet.state_dict())
