@@ -62,12 +62,14 @@ def test_two_workers_end_with_exactly_the_budget_and_sample_from_each_other(shar
     assert len(done) == 30 and trials["number"].is_unique
     assert done["worker"].nunique() == 2  # host:pid of each worker process
     assert all(re.fullmatch(r".+:\d+", w) for w in done["worker"])
-    # Each worker asked some trials with the other's COMPLETE trials in the study: it sampled from them.
+    # A worker asked trials with the other's COMPLETE trials in the study: it sampled from them. Not both
+    # need to: on a loaded 2-core machine one worker can finish its share before the other's first tell
+    # (seen in CI: {'a': 0, 'b': 9}); the later one then necessarily sees the earlier one's trials.
     study = _study(run)
     seen = {}
     for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
         seen[t.user_attrs["worker"]] = max(seen.get(t.user_attrs["worker"], 0), t.user_attrs["others_complete"])
-    assert len(seen) == 2 and all(n > 0 for n in seen.values()), seen
+    assert len(seen) == 2 and max(seen.values()) > 0, seen
     workers = json.loads((run / "workers.json").read_text())
     assert set(workers) == set(done["worker"])
     profile = current_profile("torch", threads=1, batch_size=1).id

@@ -189,8 +189,7 @@ def test_cli_refuses_a_checkpoint_of_another_space(tiny, image_dir, tmp_path, wr
     assert err.endswith("; train a supernet for this space\n") and err.count("\n") == 1
 
 
-# Long enough that the run cannot finish between reaching step 2 and the Ctrl-C that follows it, even on
-# an idle fast machine (with 6 epochs it once did: exit 0 instead of 130).
+# Long enough that the run cannot finish between reaching step 2 and the Ctrl-C that follows it.
 CLI_EPOCHS, CLI_STEPS = 40, 120  # 3 steps an epoch: 24 images, batch 8
 
 
@@ -201,8 +200,11 @@ def _cli_args(tiny, image_dir: Path, out: Path) -> list[str]:
 
 def _start(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # SIGINT back to its default in the child: a shell's background job (nohup ... &) inherits it ignored,
+    # and Python then never turns Ctrl-C into KeyboardInterrupt, so the run would simply finish.
     return subprocess.Popen([sys.executable, "-m", "nas", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_step(out: Path, proc: subprocess.Popen, step: int) -> int:
