@@ -123,18 +123,25 @@ class Op(nn.Module):
         return out
 
     @classmethod
+    def skeleton(cls, config: BlockConfig, norm: NormSpec) -> Op:
+        """The unit for `config` on the meta device: its structure, without memory or values (a supernet
+        calls it with weights of its own; `create` gives it real ones)."""
+        with torch.device("meta"):
+            module = cls(**cls.settings(config), norm=dataclasses.asdict(norm))
+        module.config, module.input_shape = config, None
+        return module
+
+    @classmethod
     def create(cls, config: BlockConfig, norm: NormSpec) -> Op:
         """The unit for `config`: initialised (torchvision's scheme), or left unset under `deferred_init`."""
-        with torch.device("meta"):  # no default init on real memory; `init_weights` sets every value once
-            module = cls(**cls.settings(config), norm=dataclasses.asdict(norm))
-        module = module.to_empty(device="cpu")
+        # Made on the meta device, so no default init runs on real memory; `init_weights` sets every value once.
+        module = cls.skeleton(config, norm).to_empty(device="cpu")
         if _DEFERRED.get():
             for m in module.modules():
                 if isinstance(m, nn.BatchNorm2d):
                     m.reset_running_stats()
         else:
             init_weights(module)
-        module.config, module.input_shape = config, None
         return module
 
     @classmethod

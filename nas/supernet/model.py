@@ -13,7 +13,6 @@ Resolution is the input's: feed each subnet images at its resolution (`Arch["res
 """
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
@@ -76,13 +75,10 @@ def _position_configs(space: SearchSpace) -> Iterator[tuple[tuple[str, int], lis
 
 
 def _meta_unit(key: BlockKey, norm: NormSpec) -> Op:
-    """The static unit of `key` on the meta device: its structure without memory or initial values, so
-    making one is cheap and draws nothing from torch's random generator (`Op.create` would allocate and
-    initialise real weights, which the supernet replaces with its cuts anyway)."""
-    cls = get_op(key.config.op)
-    with torch.device("meta"):
-        unit = cls(**cls.settings(key.config), norm=dataclasses.asdict(norm))
-    unit.config, unit.input_shape = key.config, key.input_shape
+    """The static unit of `key` on the meta device (`Op.skeleton`): cheap, and it draws nothing from torch's
+    random generator (`Op.create` would allocate and initialise real weights, which the cuts replace)."""
+    unit = get_op(key.config.op).skeleton(key.config, norm)
+    unit.input_shape = key.input_shape
     return unit
 
 
@@ -163,9 +159,9 @@ class Supernet(nn.Module):
             part = unit.stage if unit.stage in ("stem", "head") else "blocks"
             prefix = f"{part}.{counts[part]}."
             counts[part] += 1
-            bank = self.banks[self.index[(unit.stage, unit.index)]] if (unit.stage, unit.index) in self.index \
-                else None
-            for name, attr, index in self._cut(unit.stage, unit.index, unit.key.config).items:
+            cut = self._cut(unit.stage, unit.index, unit.key.config)  # refuses a position the supernet lacks
+            bank = self.banks[self.index[(unit.stage, unit.index)]]
+            for name, attr, index in cut.items:
                 out[prefix + name] = getattr(bank, attr)[index]
         return out
 
