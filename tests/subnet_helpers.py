@@ -1,13 +1,47 @@
-"""A tiny space and a briefly trained supernet checkpoint for the tests of subnet scoring, export and search."""
+"""Small spaces written as YAML, inputs and one-line checks for the supernet tests, and a tiny space with a
+briefly trained supernet checkpoint for the tests of subnet scoring, export and search."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
+import pytest
 import torch
+import yaml
 
 from nas.data import prepared
-from nas.space import load_space, plan, sample
+from nas.space import decisions, load_space, plan, sample
 from nas.supernet import Supernet, save_checkpoint
+
+TOL = 1e-5
+
+
+def block(op: str, **choices: Any) -> dict[str, Any]:
+    return {"op": op, **choices}
+
+
+def space_yaml(name: str, stem: int, stages: list[dict[str, Any]], resolution: list[int] | int = 16,
+               head: Mapping[str, Any] | None = None) -> str:
+    return yaml.safe_dump({"name": name, "resolution": resolution, "num_classes": 5,
+                           "stem": {"out": stem, "kernel": 3, "stride": 1},
+                           "stages": stages, "head": dict(head or {"pool": "avg"})}, sort_keys=False)
+
+
+def extremes(space) -> list[dict[str, Any]]:
+    """The architecture of every first choice and that of every last choice."""
+    return [{d.name: d.choices[i] for d in decisions(space)} for i in (0, -1)]
+
+
+def inputs(space, arch, batch: int = 4, seed: int = 0) -> torch.Tensor:
+    res = plan(space, arch).resolution
+    return torch.randn(batch, space.in_channels, res, res, generator=torch.Generator().manual_seed(seed))
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
+
 
 # Two resolutions, both ops with SE and kernel choices, elastic depth and width: every kind of cut.
 TINY_SUPERNET_SPACE = """
