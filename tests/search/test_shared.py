@@ -43,12 +43,17 @@ def _env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def shared_run(tmp_path_factory) -> tuple[Path, Path, Path]:
-    """`nas search --workers 2 --n-trials 30` on the tiny space (module-wide: the refusal tests reuse it)."""
+    """`nas search --workers 2 --n-trials 30` on the tiny space (module-wide: the refusal tests reuse it).
+    Each trial sleeps 0.5 s (the test's `sleepy` objective: MACs after a sleep), so that the two workers
+    overlap: with instant trials, the first worker up did all 30 before the second had imported torch."""
     folder = tmp_path_factory.mktemp("shared")
     tiny, lut, run = folder / "tiny.yaml", folder / "lut.json", folder / "run"
     tiny.write_text(TINY_SPACE)
     synthetic_table(tiny, lut)
-    assert main(_args(tiny, lut, run, "--workers", "2", "--n-trials", "30")) == 0
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in _env(NAS_PLUGINS="slow_objective", NAS_TEST_SLEEP_S="0.5").items():
+            env.setenv(name, value)
+        assert main(_args(tiny, lut, run, "--workers", "2", "--n-trials", "30", "--objective", "sleepy")) == 0
     return tiny, lut, run
 
 
@@ -63,8 +68,8 @@ def test_two_workers_end_with_exactly_the_budget_and_sample_from_each_other(shar
     assert done["worker"].nunique() == 2  # host:pid of each worker process
     assert all(re.fullmatch(r".+:\d+", w) for w in done["worker"])
     # A worker asked trials with the other's COMPLETE trials in the study: it sampled from them. Not both
-    # need to: on a loaded 2-core machine one worker can finish its share before the other's first tell
-    # (seen in CI: {'a': 0, 'b': 9}); the later one then necessarily sees the earlier one's trials.
+    # need to: one worker can finish its share before the other's first tell (seen in CI: {'a': 0, 'b': 9});
+    # the later one then necessarily sees the earlier one's trials.
     study = _study(run)
     seen = {}
     for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
