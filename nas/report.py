@@ -20,7 +20,7 @@ import pandas as pd
 from nas.errors import NasError
 from nas.plots import pareto_html, pareto_png
 from nas.search.shared import WORKER_ATTR_PREFIX
-from nas.search.results import arch_of, least_violating, pareto_frame, trials_frame
+from nas.search.results import arch_of, candidate_frame, least_violating, pareto_frame, trials_frame
 from nas.search.verify import WinnerCheck, verify_winner
 from nas.space import SearchSpace, plan, write_fixed
 from proxies.atomic import write_bytes_atomic
@@ -98,7 +98,7 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
     _write_text(run_dir / "trials.csv", trials.to_csv(index=False))
     _write_text(run_dir / "pareto.csv", front.to_csv(index=False))
     check = verify_winner(space, front, lambda n: arch_of(by_number[n], space), info.target_ms, latency,
-                          measure=measure)
+                          measure=measure, candidates=candidate_frame(trials))
     summary = _summary(info, trials, front, check, latency, extra)
     workers = {k[len(WORKER_ATTR_PREFIX):]: v for k, v in study.user_attrs.items() if k.startswith(WORKER_ATTR_PREFIX)}
     if workers or info.run_mode == "shared":  # which table and profile every worker scored with
@@ -132,6 +132,7 @@ def _summary(info: RunInfo, trials: pd.DataFrame, front: pd.DataFrame, check: Wi
     }
     if check.attempts:
         summary["machine_speed"] = check.machine_speed
+        summary["measured_over_predicted"] = check.measured_over_predicted
     if check.note is not None:
         summary["winner_note"] = check.note
     summary["best"] = check.winner

@@ -63,6 +63,18 @@ def pareto_frame(trials: pd.DataFrame) -> pd.DataFrame:
     return front.sort_values(["predicted_latency_ms", "number"], kind="stable").reset_index(drop=True)
 
 
+def candidate_frame(trials: pd.DataFrame) -> pd.DataFrame:
+    """The completed, non-dominated trials whether feasible or not, sorted by predicted latency: what the
+    winner check may pick from once measurements show the predictions were off (a point the search
+    judged too slow can meet the target when measured)."""
+    done = trials[(trials["state"] == "COMPLETE") & trials["objective"].notna()
+                  & trials["predicted_latency_ms"].notna()].copy()
+    if done.empty:
+        return done
+    mask = pareto_mask(done["objective"].to_numpy(float), done["predicted_latency_ms"].to_numpy(float))
+    return done[mask].sort_values(["predicted_latency_ms", "number"], kind="stable").reset_index(drop=True)
+
+
 def least_violating(trials: pd.DataFrame, k: int = 5) -> pd.DataFrame:
     """When nothing is feasible: the completed trials closest to the target."""
     done = trials[trials["state"] == "COMPLETE"]

@@ -1,21 +1,28 @@
 """The winner check: the best Pareto point that meets the target when measured end to end.
 
 Predictions come from a table; the winner is the one architecture a user will
-time, so the report measures a few front points (each alone, warm
-back-to-back calls, reshuffled passes, median) and takes the best-objective
-one that meets the target, saying so when the prediction alone was wrong.
+time, so the report measures front points (each alone, warm back-to-back calls,
+reshuffled passes, median) and takes the best-objective one that meets the
+target, saying so when the prediction alone was wrong. The measurements also
+say how far off the predictions are near the target: later rounds rescale the
+predictions by what was measured and try the next points, so a table that
+under- or over-predicts still ends with a winner close to the target instead
+of the front's fastest point.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from nas.latency import LatencyModel
 from nas.space import SearchSpace
 
-MAX_WINNER_TRIES = 6  # Pareto points the winner check measures together
+MAX_WINNER_TRIES = 6  # points the first round measures together (the best by objective and the fastest)
+ROUND_TRIES = 4  # points each later round measures
+MAX_ROUNDS = 3
 WINNER_PASSES = 3
 
 # Measures trial numbers together: (median, spread) in ms for each, in order.
@@ -25,45 +32,79 @@ Measure = Callable[[list[int]], list[tuple[float, float]]]
 @dataclass
 class WinnerCheck:
     """What the check found: the winner (None when the front is empty), every point measured, why the
-    winner is not simply the best prediction, and the machine's speed during the check."""
+    winner is not simply the best prediction, the machine's speed during the check, and measured over
+    predicted latency on the points measured (the median; None when nothing was measured)."""
 
     winner: dict[str, Any] | None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     note: str | None = None
     machine_speed: float | None = None  # > 1: the machine ran slower during the check than at the table's level
+    measured_over_predicted: float | None = None
+
+
+def _point(row: Any) -> dict[str, Any]:
+    return {"number": int(row.number), "arch": row.arch, "macs": int(row.macs), "params": int(row.params),
+            "objective": float(row.objective), "predicted_latency_ms": float(row.predicted_latency_ms),
+            "measured_latency_ms": None}
+
+
+def _ratio(measured: list[dict[str, Any]]) -> float:
+    """Measured over predicted latency, the median over the points measured so far (1 when none has a
+    positive prediction)."""
+    ratios = [p["measured_latency_ms"] / p["predicted_latency_ms"] for p in measured if p["predicted_latency_ms"] > 0]
+    return float(np.median(ratios)) if ratios else 1.0
 
 
 def choose_winner(front: pd.DataFrame, target_ms: float, measure: Measure | None
                   ) -> tuple[dict[str, Any] | None, list[dict]]:
-    """The best-objective front point whose end-to-end measurement meets the target.
+    """The best-objective point of `front` whose end-to-end measurement meets the target.
 
-    The best MAX_WINNER_TRIES - 1 points by objective and the front's fastest point (the likeliest
-    to meet the target) are measured in one call, in reshuffled passes, so that a slow minute of the
-    machine is shared by all of them instead of failing one: `measure(numbers)` returns (median,
-    spread) in ms for each.
-    Without a measure function the best point wins on its prediction alone.
+    Round 1 measures, in one call (reshuffled passes, so a slow minute of the machine is shared by
+    all of them), the best MAX_WINNER_TRIES - 1 points by objective predicted within the target and
+    the front's fastest point (the likeliest to meet it). Each later round (up to MAX_ROUNDS in all)
+    rescales every prediction by the median measured / predicted so far and measures the best
+    ROUND_TRIES points not yet measured that then fall within the target and beat the best point
+    measured to meet it; it stops when there are none. `measure(numbers)` returns (median, spread)
+    in ms for each. Without a measure function the best point predicted within the target wins
+    (the best point when none is).
     """
-    rows = list(front.iloc[::-1].itertuples(index=False))  # best objective first, the fastest point last
+    rows = [_point(r) for r in front.iloc[::-1].itertuples(index=False)]  # best objective first
     if not rows:
         return None, []
-    chosen = rows[: MAX_WINNER_TRIES - 1] + ([rows[-1]] if len(rows) >= MAX_WINNER_TRIES else [])
-    points = [{"number": int(row.number), "arch": row.arch, "macs": int(row.macs), "params": int(row.params),
-               "objective": float(row.objective), "predicted_latency_ms": float(row.predicted_latency_ms),
-               "measured_latency_ms": None} for row in chosen]
     if measure is None:
-        return points[0], []
-    for point, (median, spread) in zip(points, measure([p["number"] for p in points])):
-        point.update(measured_latency_ms=median, measured_spread_ms=spread, meets_target=median <= target_ms)
-    winner = next((p for p in points if p["meets_target"]), None)
-    return winner, points
+        return next((p for p in rows if p["predicted_latency_ms"] <= target_ms), rows[0]), []
+    measured: list[dict[str, Any]] = []
+    ratio = 1.0
+    for round_ in range(MAX_ROUNDS):
+        met = [p for p in measured if p["meets_target"]]
+        floor = max((p["objective"] for p in met), default=-np.inf)
+        todo = [p for p in rows if p["measured_latency_ms"] is None and p["objective"] > floor
+                and p["predicted_latency_ms"] * ratio <= target_ms]
+        batch = todo[: MAX_WINNER_TRIES - 1 if round_ == 0 else ROUND_TRIES]
+        if round_ == 0 and rows[-1]["measured_latency_ms"] is None and rows[-1] not in batch:
+            batch.append(rows[-1])  # the fastest point: something likely to meet the target
+        if not batch:
+            break
+        for point, (median, spread) in zip(batch, measure([p["number"] for p in batch])):
+            point.update(measured_latency_ms=median, measured_spread_ms=spread, meets_target=median <= target_ms,
+                         round=round_ + 1)
+        measured += batch
+        ratio = _ratio(measured)
+    met = [p for p in measured if p["meets_target"]]
+    winner = max(met, key=lambda p: (p["objective"], -p["measured_latency_ms"])) if met else None
+    return winner, measured
 
 
 def verify_winner(space: SearchSpace, front: pd.DataFrame, arch_of: Callable[[int], Mapping[str, Any]],
-                  target_ms: float, latency: LatencyModel | None, *, measure: bool = True) -> WinnerCheck:
-    """Choose the winner of `front`, measuring its candidates on this machine where that means anything
-    (a table imported from another device is not this machine); `arch_of(number)` gives a trial's
-    architecture."""
+                  target_ms: float, latency: LatencyModel | None, *, measure: bool = True,
+                  candidates: pd.DataFrame | None = None) -> WinnerCheck:
+    """Choose the winner, measuring candidates on this machine where that means anything (a table
+    imported from another device is not this machine); `arch_of(number)` gives a trial's architecture.
+    Measured, the winner may come from `candidates` (every completed trial's front, feasible or not:
+    `results.candidate_frame`; default `front`); unmeasured, it is the best point of the feasible `front`."""
     can_measure = measure and latency is not None and not latency.profile.remote
+    if can_measure and candidates is not None:
+        front = candidates
     level_by_number: dict[int, float] = {}
 
     def measure_points(numbers: list[int]) -> list[tuple[float, float]]:
@@ -78,7 +119,8 @@ def verify_winner(space: SearchSpace, front: pd.DataFrame, arch_of: Callable[[in
     winner, attempts = choose_winner(front, target_ms, measure_points if can_measure else None)
     for point in attempts:
         point["measured_level_ms"] = level_by_number[point["number"]]
-    check = WinnerCheck(winner, attempts, machine_speed=latency.last_speed if attempts else None)
+    check = WinnerCheck(winner, attempts, machine_speed=latency.last_speed if attempts else None,
+                        measured_over_predicted=_ratio(attempts) if attempts else None)
     if winner is None and attempts:
         # Every measured point missed the target: report the fastest measured one, and say so.
         check.winner = min(attempts, key=lambda a: a["measured_latency_ms"])
@@ -86,10 +128,16 @@ def verify_winner(space: SearchSpace, front: pd.DataFrame, arch_of: Callable[[in
                       f"end to end; best shows the fastest measured")
     elif attempts and attempts[0]["number"] != winner["number"]:
         first = attempts[0]
-        check.note = (f"trial {first['number']} was predicted at {first['predicted_latency_ms']:.2f} ms "
-                      f"but measured {first['measured_latency_ms']:.2f} ms; took the best Pareto point "
-                      f"that meets the target when measured (trial {winner['number']}), of "
-                      f"{len(attempts)} measured together")
+        how = (f"{len(attempts)} measured in {attempts[-1]['round']} round(s); measured / predicted "
+               f"{check.measured_over_predicted:.2f}")
+        if not first["meets_target"]:
+            check.note = (f"trial {first['number']} was predicted at {first['predicted_latency_ms']:.2f} ms "
+                          f"but measured {first['measured_latency_ms']:.2f} ms; took the best Pareto point "
+                          f"that meets the target when measured (trial {winner['number']}), of {how}")
+        else:
+            check.note = (f"trial {winner['number']}, predicted at {winner['predicted_latency_ms']:.2f} ms, "
+                          f"measured {winner['measured_latency_ms']:.2f} ms and beats trial {first['number']}, "
+                          f"the best predicted within the target; of {how}")
     elif winner is not None and not can_measure:
         check.note = "the winner was not measured end to end (" + (
             "the latency table was imported from another device)" if latency is not None and measure

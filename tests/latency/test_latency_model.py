@@ -156,7 +156,8 @@ def test_validate_reports_agreement(scripted, space, model) -> None:
     assert report["n"] == 20 and report["passes"] == 2
     assert report["within_10pct"] == 1.0
     assert report["mape"] == pytest.approx(0, abs=1e-9)
-    assert report["spearman"] == pytest.approx(1.0) and report["kendall"] == pytest.approx(1.0)
+    # Networks of equal scripted latency tie; their order is left to the last bit of rounding.
+    assert report["spearman"] == pytest.approx(1.0, abs=0.01) and report["kendall"] == pytest.approx(1.0, abs=0.02)
     assert len(report["worst"]) == 5 and len(report["rows"]) == 20
 
 
@@ -174,6 +175,23 @@ def test_fit_networks_are_distinct_and_seeded(space) -> None:
     assert len(set(fitted)) == 10
     assert fitted == fit_archs(space, 10, seed=0)  # deterministic
     assert fitted != fit_archs(space, 10, seed=1)
+
+
+def test_fit_networks_cover_the_fewest_and_most_blocks() -> None:
+    """A search under a latency bound picks few, wide blocks: the fit must see the space's depth range."""
+    from nas.space import canonical, load_space
+
+    sandglass = load_space("search_spaces/sandglass.yaml")
+
+    def units(pick=None):
+        arch = dict(sample(sandglass, 3))
+        arch.update({f"{s.name}.depth": pick(s.depth) for s in sandglass.stages if len(s.depth) > 1 and pick})
+        return len(plan(sandglass, canonical(sandglass, arch)).units)
+
+    counts = [len(plan(sandglass, a).units) for a in fit_archs(sandglass, 12, seed=0)]
+    fewest, most = units(min), units(max)
+    assert counts.count(fewest) == 4 and counts.count(most) == 4
+    assert all(fewest <= c <= most for c in counts)
 
 
 def test_choose_correction_prefers_the_simplest_model_that_predicts() -> None:

@@ -276,17 +276,55 @@ def test_winner_falls_back_when_measured_latency_misses() -> None:
     assert calls == [[9, 8, 7, 4]]  # one rotation, best objective first
     assert winner["number"] == 7 and [a["number"] for a in attempts] == [9, 8, 7, 4]
     assert attempts[0]["meets_target"] is False and winner["meets_target"] is True
-    winner, attempts = choose_winner(front, 5.0, measure)
-    assert winner is None and [a["meets_target"] for a in attempts] == [False] * 4
-    # A long front: the best MAX_WINNER_TRIES - 1 by objective and the fastest point are measured.
+    calls.clear()
+    winner, attempts = choose_winner(front, 5.0, measure)  # only trial 4 is predicted within 5 ms; it misses
+    assert calls == [[4]] and winner is None and attempts[0]["meets_target"] is False
+    # A long front: the best MAX_WINNER_TRIES - 1 within the target by objective and the fastest point.
     from nas.search.verify import MAX_WINNER_TRIES
     long = pd.DataFrame({"number": range(20), "arch": ["a"] * 20, "macs": range(20), "params": [1] * 20,
                          "objective": [float(i) for i in range(20)], "predicted_latency_ms": [i / 2 for i in range(20)]})
     calls.clear()
     measured = {n: n / 2 for n in range(20)}
     winner, attempts = choose_winner(long, 8.0, measure)
-    assert MAX_WINNER_TRIES == 6 and calls == [[19, 18, 17, 16, 15, 0]] and winner["number"] == 16
+    assert MAX_WINNER_TRIES == 6 and calls == [[16, 15, 14, 13, 12, 0]] and winner["number"] == 16
     assert choose_winner(front, 10.0, None)[0]["number"] == 9  # unmeasured: the best by prediction
+
+
+def _long_front(n: int = 40) -> pd.DataFrame:
+    """A front whose objective grows with predicted latency, 0.5 ms apart."""
+    return pd.DataFrame({"number": range(n), "arch": ["a"] * n, "macs": range(n), "params": [1] * n,
+                         "objective": [float(i) for i in range(n)], "predicted_latency_ms": [i / 2 for i in range(n)]})
+
+
+@pytest.mark.parametrize("bias", [1.25, 0.8])
+def test_winner_check_rescales_predictions_by_what_it_measured(bias) -> None:
+    """Predictions 25% low (or high): the first round's best points miss (or leave budget unused); later
+    rounds rescale by measured / predicted and end near the target, not at the fastest point."""
+    from nas.search.verify import MAX_ROUNDS, choose_winner
+    calls = []
+
+    def measure(numbers):
+        calls.append(numbers)
+        return [(bias * n / 2, 0.1) for n in numbers]
+
+    winner, attempts = choose_winner(_long_front(), 15.0, measure)
+    assert 1 < len(calls) <= MAX_ROUNDS and calls[0][-1] == 0  # the fastest point in round 1
+    assert winner["measured_latency_ms"] <= 15.0 and winner["measured_latency_ms"] >= 0.85 * 15.0
+    assert winner["number"] == int(15.0 / (bias / 2))  # the best point that meets the target
+    assert {a["round"] for a in attempts} == set(range(1, len(calls) + 1))
+    assert len({a["number"] for a in attempts}) == len(attempts)  # nothing measured twice
+
+
+def test_winner_check_stops_when_nothing_better_can_meet_the_target() -> None:
+    from nas.search.verify import choose_winner
+    calls = []
+
+    def measure(numbers):
+        calls.append(numbers)
+        return [(n / 2, 0.1) for n in numbers]  # predictions exact
+
+    winner, _ = choose_winner(_long_front(), 10.0, measure)
+    assert len(calls) == 1 and winner["number"] == 20
 
 
 def test_no_feasible_trial_reports_the_least_violating(tiny, tmp_path) -> None:
