@@ -136,7 +136,10 @@ def _print_outcome(outcome: Any) -> None:
         measured = ""
         if best.get("measured_latency_ms") is not None:
             measured = f", measured {best['measured_latency_ms']:.2f} ms"
-        label = "winner" if best.get("meets_target", True) else "NOT VERIFIED (fastest measured)"
+            if best.get("measured_raw_ms") is not None:
+                measured += f" ({best['measured_raw_ms']:.2f} ms as timed)"
+        label = "winner" if best.get("within_guard", best.get("meets_target", True)) \
+            else "NOT VERIFIED (fastest measured)"
         print(f"{label}: trial {best['number']}, {_fmt_objective(summary['objective'], best['objective'])}, "
               f"predicted {best['predicted_latency_ms']:.2f} ms{measured} (target {summary['target_latency_ms']:g} ms)")
         if summary.get("winner_note"):

@@ -272,12 +272,12 @@ def test_winner_falls_back_when_measured_latency_misses() -> None:
         calls.append(numbers)
         return [(measured[n], 0.1) for n in numbers]
 
-    winner, attempts = choose_winner(front, 10.0, measure)
+    winner, attempts = choose_winner(front, 10.0, measure, guard=0)
     assert calls == [[9, 8, 7, 4]]  # one rotation, best objective first
     assert winner["number"] == 7 and [a["number"] for a in attempts] == [9, 8, 7, 4]
     assert attempts[0]["meets_target"] is False and winner["meets_target"] is True
     calls.clear()
-    winner, attempts = choose_winner(front, 5.0, measure)  # only trial 4 is predicted within 5 ms; it misses
+    winner, attempts = choose_winner(front, 5.0, measure, guard=0)  # only trial 4 is predicted within 5 ms; it misses
     assert calls == [[4]] and winner is None and attempts[0]["meets_target"] is False
     # A long front: the best MAX_WINNER_TRIES - 1 within the target by objective and the fastest point.
     from nas.search.verify import MAX_WINNER_TRIES
@@ -285,7 +285,7 @@ def test_winner_falls_back_when_measured_latency_misses() -> None:
                          "objective": [float(i) for i in range(20)], "predicted_latency_ms": [i / 2 for i in range(20)]})
     calls.clear()
     measured = {n: n / 2 for n in range(20)}
-    winner, attempts = choose_winner(long, 8.0, measure)
+    winner, attempts = choose_winner(long, 8.0, measure, guard=0)
     assert MAX_WINNER_TRIES == 6 and calls == [[16, 15, 14, 13, 12, 0]] and winner["number"] == 16
     assert choose_winner(front, 10.0, None)[0]["number"] == 9  # unmeasured: the best by prediction
 
@@ -307,7 +307,7 @@ def test_winner_check_rescales_predictions_by_what_it_measured(bias) -> None:
         calls.append(numbers)
         return [(bias * n / 2, 0.1) for n in numbers]
 
-    winner, attempts = choose_winner(_long_front(), 15.0, measure)
+    winner, attempts = choose_winner(_long_front(), 15.0, measure, guard=0)
     assert 1 < len(calls) <= MAX_ROUNDS and calls[0][-1] == 0  # the fastest point in round 1
     assert winner["measured_latency_ms"] <= 15.0 and winner["measured_latency_ms"] >= 0.85 * 15.0
     assert winner["number"] == int(15.0 / (bias / 2))  # the best point that meets the target
@@ -323,8 +323,19 @@ def test_winner_check_stops_when_nothing_better_can_meet_the_target() -> None:
         calls.append(numbers)
         return [(n / 2, 0.1) for n in numbers]  # predictions exact
 
-    winner, _ = choose_winner(_long_front(), 10.0, measure)
+    winner, _ = choose_winner(_long_front(), 10.0, measure, guard=0)
     assert len(calls) == 1 and winner["number"] == 20
+
+
+def test_winner_check_keeps_a_guard_under_the_target() -> None:
+    """Trial 19 measures 9.88 ms: it meets 10 ms but not with WINNER_GUARD to spare, so the winner is the
+    best point at or under 10 / (1 + guard) ms, trial 18 at 9.36 ms."""
+    from nas.search.verify import WINNER_GUARD, choose_winner
+
+    winner, attempts = choose_winner(_long_front(), 10.0, lambda numbers: [(1.04 * n / 2, 0.1) for n in numbers])
+    assert WINNER_GUARD == 0.05 and winner["number"] == 18 and winner["within_guard"]
+    nineteen = next(a for a in attempts if a["number"] == 19)
+    assert nineteen["meets_target"] and not nineteen["within_guard"]
 
 
 def test_no_feasible_trial_reports_the_least_violating(tiny, tmp_path) -> None:
