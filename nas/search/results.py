@@ -71,6 +71,7 @@ def candidate_frame(trials: pd.DataFrame) -> pd.DataFrame:
                   & trials["predicted_latency_ms"].notna()].copy()
     if done.empty:
         return done
+    done = done.sort_values("number", kind="stable").drop_duplicates("arch")  # a sampler's repeat is one network
     mask = pareto_mask(done["objective"].to_numpy(float), done["predicted_latency_ms"].to_numpy(float))
     return done[mask].sort_values(["predicted_latency_ms", "number"], kind="stable").reset_index(drop=True)
 

@@ -521,3 +521,16 @@ def test_a_registered_sampler_is_a_search_choice(tiny, tmp_path, monkeypatch) ->
         "plain", "random, by another name", lambda seed, n_objectives, n_trials: optuna.samplers.RandomSampler(seed)))
     result = _search(tiny, tmp_path / "run", sampler="plain", n_trials=5)
     assert len(result.trials) == 5 and result.summary["sampler"] == "plain"
+
+
+def test_candidates_include_infeasible_trials_once_per_network() -> None:
+    """The winner check may pick a point the search judged too slow (measurements can show the table
+    over-predicts); a network sampled twice is one candidate, the first trial to sample it."""
+    from nas.search.results import candidate_frame, pareto_frame
+
+    trials = pd.DataFrame({"number": [0, 1, 2, 3, 4], "state": ["COMPLETE"] * 4 + ["FAIL"],
+                           "arch": ["a", "b", "c", "b", "d"], "objective": [1.0, 2.0, 3.0, 2.0, None],
+                           "predicted_latency_ms": [5.0, 8.0, 12.0, 8.0, None],
+                           "feasible": [True, True, False, True, False]})
+    assert list(pareto_frame(trials)["number"]) == [0, 1, 3]  # the feasible front keeps repeats
+    assert list(candidate_frame(trials)["number"]) == [0, 1, 2]
