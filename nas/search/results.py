@@ -53,14 +53,17 @@ def pareto_mask(objective: np.ndarray, latency: np.ndarray) -> np.ndarray:
     return keep
 
 
+def _front(rows: pd.DataFrame) -> pd.DataFrame:
+    """The non-dominated rows (objective up, predicted latency down), sorted by predicted latency."""
+    if rows.empty:
+        return rows.copy()
+    mask = pareto_mask(rows["objective"].to_numpy(float), rows["predicted_latency_ms"].to_numpy(float))
+    return rows[mask].sort_values(["predicted_latency_ms", "number"], kind="stable").reset_index(drop=True)
+
+
 def pareto_frame(trials: pd.DataFrame) -> pd.DataFrame:
     """The feasible, completed, non-dominated trials, sorted by predicted latency."""
-    feasible = trials[trials["feasible"]].copy()
-    if feasible.empty:
-        return feasible
-    mask = pareto_mask(feasible["objective"].to_numpy(float), feasible["predicted_latency_ms"].to_numpy(float))
-    front = feasible[mask]
-    return front.sort_values(["predicted_latency_ms", "number"], kind="stable").reset_index(drop=True)
+    return _front(trials[trials["feasible"]])
 
 
 def candidate_frame(trials: pd.DataFrame) -> pd.DataFrame:
@@ -68,12 +71,8 @@ def candidate_frame(trials: pd.DataFrame) -> pd.DataFrame:
     winner check may pick from once measurements show the predictions were off (a point the search
     judged too slow can meet the target when measured)."""
     done = trials[(trials["state"] == "COMPLETE") & trials["objective"].notna()
-                  & trials["predicted_latency_ms"].notna()].copy()
-    if done.empty:
-        return done
-    done = done.sort_values("number", kind="stable").drop_duplicates("arch")  # a sampler's repeat is one network
-    mask = pareto_mask(done["objective"].to_numpy(float), done["predicted_latency_ms"].to_numpy(float))
-    return done[mask].sort_values(["predicted_latency_ms", "number"], kind="stable").reset_index(drop=True)
+                  & trials["predicted_latency_ms"].notna()]
+    return _front(done.sort_values("number", kind="stable").drop_duplicates("arch"))  # a repeat is one network
 
 
 def least_violating(trials: pd.DataFrame, k: int = 5) -> pd.DataFrame:
