@@ -1,0 +1,97 @@
+"""The winner check's choice (`nas.search.verify.choose_winner`) with scripted measurements, and the
+candidates it picks from (`nas.search.results.candidate_frame`)."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+
+def test_winner_falls_back_when_measured_latency_misses() -> None:
+    from nas.search.verify import choose_winner
+    front = pd.DataFrame({"number": [4, 7, 8, 9], "arch": ["a", "b", "c", "d"], "macs": [1, 2, 3, 4],
+                          "params": [1, 1, 1, 1], "objective": [1.0, 2.0, 3.0, 4.0],
+                          "predicted_latency_ms": [5.0, 8.0, 9.0, 9.5]})
+    measured = {9: 10.45, 8: 10.2, 7: 9.1, 4: 5.5}
+    calls = []
+
+    def measure(numbers):
+        calls.append(numbers)
+        return [(measured[n], 0.1) for n in numbers]
+
+    winner, attempts = choose_winner(front, 10.0, measure, guard=0)
+    assert calls == [[9, 8, 7, 4]]  # one rotation, best objective first
+    assert winner["number"] == 7 and [a["number"] for a in attempts] == [9, 8, 7, 4]
+    assert attempts[0]["meets_target"] is False and winner["meets_target"] is True
+    calls.clear()
+    winner, attempts = choose_winner(front, 5.0, measure, guard=0)  # only trial 4 is predicted within 5 ms; it misses
+    assert calls == [[4]] and winner is None and attempts[0]["meets_target"] is False
+    # A long front: the best MAX_WINNER_TRIES - 1 within the target by objective and the fastest point.
+    from nas.search.verify import MAX_WINNER_TRIES
+    long = pd.DataFrame({"number": range(20), "arch": ["a"] * 20, "macs": range(20), "params": [1] * 20,
+                         "objective": [float(i) for i in range(20)], "predicted_latency_ms": [i / 2 for i in range(20)]})
+    calls.clear()
+    measured = {n: n / 2 for n in range(20)}
+    winner, attempts = choose_winner(long, 8.0, measure, guard=0)
+    assert MAX_WINNER_TRIES == 6 and calls == [[16, 15, 14, 13, 12, 0]] and winner["number"] == 16
+    assert choose_winner(front, 10.0, None)[0]["number"] == 9  # unmeasured: the best by prediction
+
+
+def _long_front(n: int = 40) -> pd.DataFrame:
+    """A front whose objective grows with predicted latency, 0.5 ms apart."""
+    return pd.DataFrame({"number": range(n), "arch": ["a"] * n, "macs": range(n), "params": [1] * n,
+                         "objective": [float(i) for i in range(n)], "predicted_latency_ms": [i / 2 for i in range(n)]})
+
+
+@pytest.mark.parametrize("bias", [1.25, 0.8])
+def test_winner_check_rescales_predictions_by_what_it_measured(bias) -> None:
+    """Predictions 25% low (or high): the first round's best points miss (or leave budget unused); later
+    rounds rescale by measured / predicted and end near the target, not at the fastest point."""
+    from nas.search.verify import MAX_ROUNDS, choose_winner
+    calls = []
+
+    def measure(numbers):
+        calls.append(numbers)
+        return [(bias * n / 2, 0.1) for n in numbers]
+
+    winner, attempts = choose_winner(_long_front(), 15.0, measure, guard=0)
+    assert 1 < len(calls) <= MAX_ROUNDS and calls[0][-1] == 0  # the fastest point in round 1
+    assert winner["measured_latency_ms"] <= 15.0 and winner["measured_latency_ms"] >= 0.85 * 15.0
+    assert winner["number"] == int(15.0 / (bias / 2))  # the best point that meets the target
+    assert {a["round"] for a in attempts} == set(range(1, len(calls) + 1))
+    assert len({a["number"] for a in attempts}) == len(attempts)  # nothing measured twice
+
+
+def test_winner_check_stops_when_nothing_better_can_meet_the_target() -> None:
+    from nas.search.verify import choose_winner
+    calls = []
+
+    def measure(numbers):
+        calls.append(numbers)
+        return [(n / 2, 0.1) for n in numbers]  # predictions exact
+
+    winner, _ = choose_winner(_long_front(), 10.0, measure, guard=0)
+    assert len(calls) == 1 and winner["number"] == 20
+
+
+def test_winner_check_keeps_a_guard_under_the_target() -> None:
+    """Trial 19 measures 9.88 ms: it meets 10 ms but not with WINNER_GUARD to spare, so the winner is the
+    best point at or under 10 / (1 + guard) ms, trial 18 at 9.36 ms."""
+    from nas.search.verify import WINNER_GUARD, choose_winner
+
+    winner, attempts = choose_winner(_long_front(), 10.0, lambda numbers: [(1.04 * n / 2, 0.1) for n in numbers])
+    assert WINNER_GUARD == 0.05 and winner["number"] == 18 and winner["within_guard"]
+    nineteen = next(a for a in attempts if a["number"] == 19)
+    assert nineteen["meets_target"] and not nineteen["within_guard"]
+
+
+def test_candidates_include_infeasible_trials_once_per_network() -> None:
+    """The winner check may pick a point the search judged too slow (measurements can show the table
+    over-predicts); a network sampled twice is one candidate, the first trial to sample it."""
+    from nas.search.results import candidate_frame, pareto_frame
+
+    trials = pd.DataFrame({"number": [0, 1, 2, 3, 4], "state": ["COMPLETE"] * 4 + ["FAIL"],
+                           "arch": ["a", "b", "c", "b", "d"], "objective": [1.0, 2.0, 3.0, 2.0, None],
+                           "predicted_latency_ms": [5.0, 8.0, 12.0, 8.0, None],
+                           "feasible": [True, True, False, True, False]})
+    assert list(pareto_frame(trials)["number"]) == [0, 1, 3]  # the feasible front keeps repeats
+    assert list(candidate_frame(trials)["number"]) == [0, 1, 2]
