@@ -1,0 +1,66 @@
+"""`nas.latency.fit` on numbers alone: which networks a correction is fitted on, which model it
+chooses, and when a correction is a symptom."""
+from __future__ import annotations
+
+import pytest
+
+import nas.latency as latency
+from nas.latency import choose_correction, fit_archs
+from nas.space import plan, sample
+
+
+def test_fit_networks_cover_the_fewest_and_most_blocks() -> None:
+    """A search under a latency bound picks few, wide blocks: the fit must see the space's depth range."""
+    from nas.space import canonical, load_space
+
+    sandglass = load_space("search_spaces/sandglass.yaml")
+
+    def units(pick=None):
+        arch = dict(sample(sandglass, 3))
+        arch.update({f"{s.name}.depth": pick(s.depth) for s in sandglass.stages if len(s.depth) > 1 and pick})
+        return len(plan(sandglass, canonical(sandglass, arch)).units)
+
+    counts = [len(plan(sandglass, a).units) for a in fit_archs(sandglass, 12, seed=0)]
+    fewest, most = units(min), units(max)
+    assert counts.count(fewest) == 4 and counts.count(most) == 4
+    assert all(fewest <= c <= most for c in counts)
+
+
+def test_choose_correction_prefers_the_simplest_model_that_predicts() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    sums = rng.uniform(10, 30, 12)
+    counts = rng.integers(15, 30, 12).astype(float)
+    # The truth is the plain sum; 10% noise must not buy a wild three-term fit.
+    noisy = sums * rng.normal(1, 0.1, 12)
+    scale, per_unit, offset, loo = choose_correction(sums, counts, noisy)
+    assert per_unit == 0.0 and 0.7 < scale <= 1.3
+    assert len(loo) == 12 and 0.03 < np.std(loo) < 0.2  # leave-one-out residuals carry the 10% noise
+    # An exact affine truth is recovered exactly, with no residual.
+    exact = 0.9 * sums + 2.0
+    *coefficients, loo = choose_correction(sums, counts, exact)
+    assert coefficients == pytest.approx((0.9, 0.0, 2.0)) and np.abs(loo).max() < 1e-9
+
+
+def test_a_correction_near_the_plain_sum_is_no_symptom() -> None:
+    from proxies.latency import Correction
+
+    near = Correction(scale=1.04, offset_ms=0.3, per_unit_ms=0.0, n=20, mape=0.03)
+    assert latency.symptom(near, typical_ms=20.0) is None
+    assert latency.symptom(Correction(scale=0.6, offset_ms=15.0, n=20, mape=0.03), typical_ms=20.0) is not None
+
+
+def test_a_scale_the_backend_explains_is_no_symptom() -> None:
+    # ONNX Runtime, mobilenet_v3.yaml, 2 threads: units timed with sleeping threads, networks with
+    # spinning ones fitted 0.524 x sum + 0.04 ms; the probe ran 0.58x as fast deployed.
+    from proxies.latency import Correction
+
+    ort = Correction(scale=0.524, offset_ms=0.04, per_unit_ms=0.0, n=20, mape=0.039)
+    assert latency.symptom(ort, typical_ms=2.6, typical_units=21).startswith(
+        "the correction is far from the plain sum (scale 0.524, offset +0.04 ms")
+    assert latency.symptom(ort, typical_ms=2.6, typical_units=21, expected_scale=0.58) is None
+    far = Correction(scale=0.3, offset_ms=0.04, per_unit_ms=0.0, n=20, mape=0.039)
+    assert latency.symptom(far, typical_ms=2.6, typical_units=21, expected_scale=0.58).startswith(
+        "the correction is far from the plain sum (scale 0.300, 0.58 expected on this backend, offset +0.04 ms, "
+        "+0.000 ms per unit: -47% on a ~2.6 ms network)")
