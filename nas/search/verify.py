@@ -71,14 +71,14 @@ def choose_winner(front: pd.DataFrame, target_ms: float, measure: Measure | None
     rescales every prediction by the median measured / predicted so far and measures the best
     ROUND_TRIES points not yet measured that then fall within the bound and beat the best point
     measured within it; it stops when there are none. `measure(numbers)` returns (median, spread)
-    in ms for each. Without a measure function the best point predicted within the target wins
-    (the best point when none is).
+    in ms for each. Without a measure function the best point wins on its prediction alone (the
+    caller passes the feasible front then).
     """
     rows = [_point(r) for r in front.iloc[::-1].itertuples(index=False)]  # best objective first
     if not rows:
         return None, []
     if measure is None:
-        return next((p for p in rows if p["predicted_latency_ms"] <= target_ms), rows[0]), []
+        return rows[0], []
     bound = target_ms / (1 + guard)
     measured: list[dict[str, Any]] = []
     ratio = 1.0
