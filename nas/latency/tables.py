@@ -61,7 +61,7 @@ class TableInfo:
     correction: Correction | None
     level_ms: float | None  # the block probe's time at the table's speed level (None: nothing measured here)
     coverage: dict[str, Any] | None = None  # space, units, covered, fraction
-    network_level_ms: float | None = None  # the network probe's time when its networks were timed
+    network_level_ms: float | None = None  # the network probe's time at the same level
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (`nas lut show --json`)."""

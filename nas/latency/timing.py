@@ -21,12 +21,14 @@ from proxies.latency.reference import NETWORK_PROBE_BAND, PROBE_BAND, Probe, dep
 # What "latency" means everywhere (table entries, fit, validation, `arch stats --measure`, the
 # winner check): the median of warm, back-to-back calls of the module run alone, as
 # torch.utils.benchmark reports it, at the table's speed level (the probe's time when the table's
-# first group was timed). Units are timed in rotation, a group at a time, to share this machine's
+# first group was timed, both probes read together). Units are timed in rotation, a group at a time, to share this machine's
 # second-to-second drift; each visit makes one untimed call (the other members evicted this one's
 # weights) and then a burst of timed calls. Networks are timed alone (NETWORK_GROUP). A probe is
 # timed right before and after every group (the block probe beside units, the network probe beside
 # networks), and a group timed while the machine ran at another speed than the table's level (beyond
-# the probe's own noise) is rescaled to the level.
+# the probe's own noise) is rescaled to the level. The two levels name one moment of the machine:
+# set apart (units first, networks minutes later), every correction carried the machine's change
+# between the two moments as a scale.
 # Groups of units are drawn in a seeded shuffle, so the units of one network come from many groups.
 UNIT_MEASURE = {"warmup": 1, "min_runs": 3, "burst": 4, "max_rounds": 2, "target_rel_spread": 0.10}
 NETWORK_MEASURE = {"warmup": 2, "min_runs": 4, "burst": 5, "max_rounds": 2, "target_rel_spread": 0.05}
@@ -40,6 +42,8 @@ UNIT_GROUP = 32  # units timed together (a few seconds); a killed build loses at
 # in L3), alone our harness and the referee agree within 1% (50 networks, benchmarks/latency_truth.py).
 NETWORK_GROUP = 1
 SHUFFLE_SEED = 0
+# Alternating (block, network) probe readings whose medians set a new table's two levels together.
+LEVEL_READINGS = 3
 
 
 def batches(items: Iterable, size: int) -> Iterator[list]:
@@ -118,15 +122,40 @@ class TableTimer:
     def _level(self, network: bool) -> Entry | None:
         return self.table.network_reference if network else self.table.reference
 
-    def _set_level(self, network: bool, entry: Entry) -> None:
-        (self.table.set_network_reference if network else self.table.set_reference)(entry)
+    def ensure_levels(self) -> None:
+        """Set whichever of the table's two levels (block probe, network probe) is missing, from
+        LEVEL_READINGS alternating readings of both probes taken now, so both levels name one state
+        of the machine. A table that has one level already (written before the two were set together)
+        gets the other expressed at that one's state: the reading now, times the factor the present
+        probe reading gives against the existing level (1 within the probe's noise)."""
+        block, network = self.table.reference, self.table.network_reference
+        if block is not None and network is not None:
+            return
+        pairs = np.array([(self.probe_ms(), self.network_probe_ms()) for _ in range(LEVEL_READINGS)])
+        now_block, now_network = np.median(pairs, axis=0)
+        spread_block, spread_network = np.ptp(pairs, axis=0)
+        if block is not None:
+            factor = level_factor(block.ms, float(now_block), PROBE_BAND)
+        elif network is not None:
+            factor = level_factor(network.ms, float(now_network), NETWORK_PROBE_BAND)
+        else:
+            factor = 1.0
+        if block is None:
+            self.table.set_reference(Entry(ms=float(now_block * factor), spread_ms=float(spread_block * factor),
+                                           runs=LEVEL_READINGS, rounds=1))
+        if network is None:
+            self.table.set_network_reference(Entry(ms=float(now_network * factor),
+                                                   spread_ms=float(spread_network * factor),
+                                                   runs=LEVEL_READINGS, rounds=1))
 
     def _timed_with_probe(self, items: list, options: Mapping[str, Any],
                           network: bool = False) -> tuple[list[Measurement], float]:
         """Time (module, shape) items in one rotation between two probe readings; their figures and the
         factor that puts them at the table's level. A group during which the machine changed speed is
-        timed again; the first reading a table sees becomes its level. `network`: networks, timed alone
-        with the backend's default threading as the user will run them, beside the network probe."""
+        timed again; a table without levels gets both first (`ensure_levels`). `network`: networks,
+        timed alone with the backend's default threading as the user will run them, beside the network
+        probe."""
+        self.ensure_levels()
         probe, readings = (self.network_probe_ms, self.network_probe_readings) if network else \
             (self.probe_ms, self.probe_readings)
         for attempt in range(GROUP_TRIES):
@@ -138,8 +167,6 @@ class TableTimer:
             self.retimed_groups += attempt < GROUP_TRIES - 1
         reading = (before * after) ** 0.5
         readings.append(reading)
-        if self._level(network) is None:
-            self._set_level(network, Entry(ms=reading, spread_ms=abs(after - before), runs=2, rounds=1))
         return figures, level_factor(self._level(network).ms, reading, NETWORK_PROBE_BAND if network else PROBE_BAND)
 
     def current_speed(self, readings: int = 5) -> float:
@@ -147,14 +174,11 @@ class TableTimer:
         slower), from the network probe: the median of this many fresh readings and every earlier one
         of this session, taken as 1 within the probe's noise (NETWORK_PROBE_BAND). A spot reading
         alone misled: 8 block-probe readings said 1.11x at a search's start and the machine ran 0.94x
-        during its winner check minutes later. A table without a network level takes it from these
-        readings."""
+        during its winner check minutes later. A table without levels gets them first (`ensure_levels`)."""
+        self.ensure_levels()
         fresh = [self.network_probe_ms() for _ in range(readings)]
         self.network_probe_readings.extend(fresh)
         now = float(np.median(self.network_probe_readings))
-        if self.table.network_reference is None:
-            self.table.set_network_reference(Entry(
-                ms=now, spread_ms=float(np.subtract(*np.percentile(fresh, [75, 25]))), runs=readings, rounds=1))
         return 1 / level_factor(self.table.network_reference.ms, now, NETWORK_PROBE_BAND)
 
     def measure_units(self, space: SearchSpace, units: Sequence[Unit]) -> list[Entry]:

@@ -11,10 +11,11 @@ entry being measured and resumes from the rest.
 measured later, in other sessions or under other load, are rescaled to it by
 the probe timed beside them, so a table grown over many sessions is consistent.
 ``network_reference`` is the same for whole networks: the network probe's time
-when the table's first network was timed (its correction's fit). Predictions
-are end-to-end latency at that speed; a search reads the network probe to
-say what they mean on the machine as it runs now. Tables written before it
-existed have none and take it from their next network timing.
+read together with ``reference`` (`nas.latency.timing.TableTimer.ensure_levels`),
+so both name one state of the machine. Predictions are end-to-end latency at
+that speed; a search reads the network probe to say what they mean on the
+machine as it runs now. Tables written with one level get the other at that
+level's state the next time they measure.
 Version 1 tables timed one call per visit (a cold-cache figure) and have no
 level; they are refused with a message saying to rebuild.
 """
@@ -205,7 +206,7 @@ class LatencyTable:
         self.entries: dict[str, Entry] = dict(entries or {})
         self.correction = correction
         self.reference = reference  #: the probe's time at the table's speed level (None until first measured)
-        #: the network probe's time at the speed its networks were timed (None until the first network)
+        #: the network probe's time at the same state of the machine (None until first measured)
         self.network_reference = network_reference
         self.path = Path(path) if path is not None else None
         self.journal_skipped = 0

@@ -263,6 +263,37 @@ def test_units_timed_in_a_later_session_join_the_table_at_its_level(monkeypatch,
                for u in units if u.text in model.table)
 
 
+def test_both_levels_name_one_moment_so_the_correction_carries_no_change_of_machine(monkeypatch, space, model) -> None:
+    """Units timed on a quiet machine, the correction's networks later at 1.5x: the network level was set
+    with the block level, at the first group, so the networks are rescaled to it and the correction
+    predicts the scripted plain sum. (Read only when the first network was timed, the network level
+    would be the slow machine's, and the correction 1.5 x sum.)"""
+    speed = {"now": 1.0}
+    Machine(monkeypatch, space, speeds=iter(lambda: speed["now"], None))
+    fake_networks(monkeypatch)
+    model.fill(space, list(unique_units(space).values()))
+    assert model.table.network_reference.ms == model.table.reference.ms == PROBE_MS
+    speed["now"] = 1.5
+    model.fit_correction(space, n=8, passes=1)
+    arch = sample(space, 11)
+    assert model.predict_ms(space, arch) == pytest.approx(units_sum(space, arch))
+
+
+@pytest.mark.parametrize("kept", ["block", "network"])
+@pytest.mark.parametrize("speed, expected", [(2.0, 1.0), (1.03, 1.03)])
+def test_a_table_with_one_level_gets_the_other_at_that_levels_state(monkeypatch, space, model, kept, speed,
+                                                                    expected) -> None:
+    """A table written before the two levels were set together has one of them. The other is read now
+    and expressed at the kept level's state: at 2x (both probes slower) it is halved; 3% off is within
+    the probes' noise, and kept as read."""
+    level = Entry(ms=PROBE_MS, spread_ms=0.0, runs=2, rounds=1)
+    (model.table.set_reference if kept == "block" else model.table.set_network_reference)(level)
+    Machine(monkeypatch, space, readings=itertools.repeat(speed))
+    model.ensure_levels()
+    assert model.table.reference.ms == pytest.approx(PROBE_MS * (1.0 if kept == "block" else expected))
+    assert model.table.network_reference.ms == pytest.approx(PROBE_MS * (1.0 if kept == "network" else expected))
+
+
 def test_validation_is_expressed_at_the_table_level_and_reports_the_speed(monkeypatch, space, model) -> None:
     """A machine 20% slower while validating than when the table was timed: validation at the table's
     level still agrees exactly, the raw figures show the slowdown, and `speed` names it."""
@@ -280,8 +311,8 @@ def test_validation_is_expressed_at_the_table_level_and_reports_the_speed(monkey
 
 
 def test_a_group_timed_while_the_machine_changed_speed_is_timed_again(monkeypatch, space, model) -> None:
-    # Probe readings: before 1.0, after 1.6 (changed mid-group: re-timed), then 1.0 and 1.0.
-    machine = Machine(monkeypatch, space, readings=iter([1.0, 1.6, 1.0, 1.0]))
+    # Probe readings: both levels (1.0), then before 1.0, after 1.6 (changed mid-group: re-timed), then 1.0 and 1.0.
+    machine = Machine(monkeypatch, space, readings=iter([1.0] * 2 * timing.LEVEL_READINGS + [1.0, 1.6, 1.0, 1.0]))
     unit = plan(space, sample(space, 0)).units[0]
     model.measure_units(space, [unit])
     assert machine.groups == 2 and model.retimed_groups == 1 and model.probe_readings == [PROBE_MS]
@@ -292,9 +323,9 @@ def test_a_group_timed_while_the_machine_changed_speed_is_timed_again(monkeypatc
 
 
 def test_current_speed_reads_the_network_probe_against_the_network_level(monkeypatch, space, model) -> None:
-    Machine(monkeypatch, space, readings=iter([1.0] * 5 + [1.5] * 5 + [1.04] * 5))
-    assert model.current_speed() == 1.0 and model.table.network_reference.ms == PROBE_MS  # first readings: the level
-    assert model.table.reference is None  # the units' level is the block probe's, untouched
+    Machine(monkeypatch, space, readings=iter([1.0] * (2 * timing.LEVEL_READINGS + 5) + [1.5] * 5 + [1.04] * 5))
+    assert model.current_speed() == 1.0  # a new table: both levels set first, from the same readings
+    assert model.table.network_reference.ms == model.table.reference.ms == PROBE_MS
     assert model.current_speed() == pytest.approx(1.25)  # the session's median: 5 readings at 1.0, 5 at 1.5
     assert model.current_speed() == 1.0  # 15 readings, median 1.04: within the network probe's noise
 
@@ -322,7 +353,7 @@ def test_figures_within_the_probes_noise_are_kept_as_timed(monkeypatch, space, m
     from proxies.latency.reference import PROBE_BAND, level_factor
 
     assert level_factor(1.0, 1.0 + PROBE_BAND / 2) == 1.0 and level_factor(1.0, 2.0) == 0.5
-    Machine(monkeypatch, space, speeds=iter([1.0, 1.05, 1.5]))
+    Machine(monkeypatch, space, speeds=iter([1.0] * timing.LEVEL_READINGS + [1.0, 1.05, 1.5]))
     fake_networks(monkeypatch)
     arch = sample(space, 2)
     level, near, far = (model.measure_networks(space, [arch], passes=1)[0] for _ in range(3))
