@@ -16,8 +16,9 @@ The table comes from one of:
 
 Figures: table build time, the correction, our own end-to-end measurement against the
 prediction (as `nas lut validate` reports it), the referee against the prediction, our
-measurement against the referee (do the two definitions agree?), interval coverage, and the
-prediction time.
+measurement against the referee (do the two definitions agree?), the referee's first pass
+against its second (the noise floor: how far two plain timings of one network disagree here),
+interval coverage, and the prediction time.
 
     python -m benchmarks.latency_truth --space search_spaces/sandglass.yaml --table build --json out.json
 """
@@ -132,7 +133,13 @@ def referee_summary(level: float, referee: list[list[float]], beside: list[list[
     """Per network the referee's median as timed and at the table's level (each timing rescaled by the
     probe beside it exactly as our own figures are), and the machine's speed during the referee."""
     speeds = [b / level for bs in beside for b in bs]
-    return {"level": [at_level(level, ts, bs) for ts, bs in zip(referee, beside)],
+    # The noise floor: the referee's first pass against its second, both at the level. Where two
+    # plain timings of one network minutes apart agree on only N% within +-10%, no prediction can
+    # be shown to agree with them on more.
+    floor = None if len(referee[0]) < 2 else agreement(
+        [at_level(level, ts[:1], bs[:1]) for ts, bs in zip(referee, beside)],
+        [at_level(level, ts[1:2], bs[1:2]) for ts, bs in zip(referee, beside)])
+    return {"level": [at_level(level, ts, bs) for ts, bs in zip(referee, beside)], "floor": floor,
             "raw": [float(np.median(r)) for r in referee],
             "cv": float(np.median([np.std(r) / np.mean(r) for r in referee])) if len(referee[0]) > 1 else None,
             "speeds": speeds, "speed": float(np.median(speeds))}
@@ -149,6 +156,8 @@ def print_comparisons(figures: dict[str, Any], space: SearchSpace, args: argpars
     print(line("  vs the referee at the table's level        ", figures["referee_at_level"]))
     print(line("  our raw measurement vs the referee        ", figures["ours_raw_vs_referee"]))
     print(line("  ours vs the referee, both at the level    ", figures["ours_vs_referee_at_level"]))
+    if figures["referee_vs_itself_at_level"] is not None:
+        print(line("  the referee's pass 1 vs its pass 2 (floor)", figures["referee_vs_itself_at_level"]))
     low, high = figures["machine_speed_range"]
     cv, drift = figures["referee_pass_cv"], figures["drift_cv"]
     print(f"  machine speed during the referee: median {figures['machine_speed_during_referee']:.3f} x the table's "
@@ -204,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "referee_at_level": agreement(predicted, ref["level"]),
         "ours_vs_referee_at_level": agreement(ours, ref["level"]),
         "ours_raw_vs_referee": agreement(ours_raw, ref["raw"]),
+        "referee_vs_itself_at_level": ref["floor"],
         "machine_speed_during_referee": ref["speed"],
         "machine_speed_range": [float(min(ref["speeds"])), float(max(ref["speeds"]))],
         "referee_pass_cv": ref["cv"], "drift_cv": drift, "retimed_groups": model.retimed_groups,
