@@ -133,6 +133,7 @@ def _summary(info: RunInfo, trials: pd.DataFrame, front: pd.DataFrame, check: Wi
     if check.attempts:
         summary["machine_speed"] = check.machine_speed
         summary["measured_over_predicted"] = check.measured_over_predicted
+        summary["machine_speed_range"] = None if check.machine_speed_range is None else list(check.machine_speed_range)
     if check.note is not None:
         summary["winner_note"] = check.note
     summary["best"] = check.winner

@@ -147,6 +147,12 @@ def _print_outcome(outcome: Any) -> None:
         if best.get("measured_level_ms") is not None:
             print(f"speed: predictions at {summary['machine_speed_at_start']:.2f}x the table's level (the machine "
                   f"at the start), the winner check ran at {summary['machine_speed']:.2f}x")
+            if summary.get("machine_speed_range"):
+                # What a plain timing of the winner may read while the machine runs as it did during the check.
+                low, high = summary["machine_speed_range"]
+                level = best["measured_level_ms"]
+                print(f"as timed: the machine ran {low:.2f}-{high:.2f}x the level during the check; a plain timing "
+                      f"of the winner reads about {level * low:.1f}-{level * high:.1f} ms at those speeds")
     print(f"wrote {outcome.run_dir}: {' '.join(summary['files'])}")
 
 

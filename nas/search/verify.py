@@ -45,6 +45,9 @@ class WinnerCheck:
     note: str | None = None
     machine_speed: float | None = None  # > 1: the machine ran slower during the check than at the table's level
     measured_over_predicted: float | None = None
+    # The slowest and fastest the network probe read during the check, against the table's level: a
+    # plain timing of the winner moves with the machine over (about) measured_level_ms x this range.
+    machine_speed_range: tuple[float, float] | None = None
 
 
 def _point(row: Any) -> dict[str, Any]:
@@ -115,13 +118,16 @@ def verify_winner(space: SearchSpace, front: pd.DataFrame, arch_of: Callable[[in
         front = candidates
     level_by_number: dict[int, float] = {}
     raw_by_number: dict[int, float] = {}
+    readings: list[float] = []  # the network probe's readings during the check
 
     def measure_points(numbers: list[int]) -> list[tuple[float, float]]:
         # Each point alone, warm back-to-back calls between two network probe readings, three
         # reshuffled passes, median; put at the table's level by the probe and then at the speed the
         # search predicted at, so a minute of a faster or slower machine during the check cannot
         # pass or fail a point (what a plain timing shows now is kept as measured_raw_ms).
+        first = len(latency.network_probe_readings)
         level = latency.measure_networks(space, [arch_of(n) for n in numbers], passes=WINNER_PASSES)
+        readings.extend(latency.network_probe_readings[first:])
         level_by_number.update(zip(numbers, level))
         raw_by_number.update(zip(numbers, latency.last_raw))
         return [(ms * speed, cv * ms * speed) for ms, cv in zip(level, latency.last_pass_spread)]
@@ -132,6 +138,9 @@ def verify_winner(space: SearchSpace, front: pd.DataFrame, arch_of: Callable[[in
         point["measured_raw_ms"] = raw_by_number[point["number"]]
     check = WinnerCheck(winner, attempts, machine_speed=latency.last_speed if attempts else None,
                         measured_over_predicted=_ratio(attempts) if attempts else None)
+    if readings:
+        level = latency.table.network_reference.ms
+        check.machine_speed_range = (min(readings) / level, max(readings) / level)
     if winner is None and attempts:
         # Every measured point missed the target: report the fastest measured one, and say so.
         check.winner = min(attempts, key=lambda a: a["measured_latency_ms"])

@@ -243,6 +243,8 @@ def test_run_folder_files_and_columns(tiny, tmp_path) -> None:
     assert summary["n_feasible"] == int(trials["feasible"].sum())
     assert set(best) >= {"arch", "macs", "params", "predicted_latency_ms", "measured_latency_ms"}
     assert best["measured_latency_ms"] > 0 and best["number"] in set(pareto["number"])
+    low, high = summary["machine_speed_range"]  # the network probe over the check, against the level
+    assert 0 < low <= summary["machine_speed"] <= high
     # best.yaml is the winner as a fixed architecture with the same costs.
     fixed = load_space(run / "best.yaml")
     assert not decisions(fixed)

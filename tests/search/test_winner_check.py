@@ -95,3 +95,26 @@ def test_candidates_include_infeasible_trials_once_per_network() -> None:
                            "feasible": [True, True, False, True, False]})
     assert list(pareto_frame(trials)["number"]) == [0, 1, 3]  # the feasible front keeps repeats
     assert list(candidate_frame(trials)["number"]) == [0, 1, 2]
+
+
+def test_cli_says_what_a_plain_timing_reads_at_the_speeds_of_the_check(capsys) -> None:
+    """The winner was measured at 20 ms at the table's level; the machine ran 0.9-1.3x the level during
+    the check, so a plain timing of it reads about 18-26 ms: the CLI says so beside the prediction."""
+    from types import SimpleNamespace
+
+    from nas.cli.search import _print_outcome
+
+    best = {"number": 7, "objective": 1e8, "predicted_latency_ms": 21.0, "measured_latency_ms": 20.0,
+            "measured_raw_ms": 22.0, "measured_level_ms": 20.0, "within_guard": True}
+    summary = {"n_feasible": 3, "pareto_size": 2, "best": best, "objective": "macs", "target_latency_ms": 25.0,
+               "machine_speed_at_start": 1.0, "machine_speed": 1.1, "machine_speed_range": [0.9, 1.3],
+               "files": ["summary.json"]}
+    outcome = SimpleNamespace(stats=SimpleNamespace(new=5, total=5), summary=summary, interrupted=False,
+                              elapsed_s=1.0, run_dir="run")
+    _print_outcome(outcome)
+    out = capsys.readouterr().out
+    assert ("as timed: the machine ran 0.90-1.30x the level during the check; a plain timing of the winner reads "
+            "about 18.0-26.0 ms at those speeds") in out
+    del summary["machine_speed_range"]  # a run folder written before the range existed
+    _print_outcome(outcome)
+    assert "plain timing" not in capsys.readouterr().out
