@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from nas.errors import NasError
-from nas.latency.fit import Z90, fit_archs, fitted_correction, margin, symptom
+from nas.latency.fit import REPRODUCED, Z90, fit_archs, fitted_correction, margin, symptom
 from nas.latency.timing import SHUFFLE_SEED, UNIT_GROUP, MissingEntryError, TableTimer, batches, shuffled
 from nas.space import SearchSpace, Unit, plan
 from proxies.latency import Correction, Entry, LatencyTable
@@ -155,9 +155,11 @@ class LatencyModel(TableTimer):
         Four nested models are tried: the plain sum, sum + offset, scale * sum + offset, and
         scale * sum + per_unit * units + offset. The one with the lowest leave-one-out error is
         kept, so on a noisy machine a few networks cannot talk the fit into nonsense. A result far
-        from the plain sum (`symptom`) means some entries were timed unlike the networks: the fit
+        from the plain sum (`symptom`) may mean some entries were timed unlike the networks: the fit
         networks' units are timed again, once, and the fit repeated; what remains is said in
-        `last_fit_note`.
+        `last_fit_note`. Where the re-timed units reproduced the networks' sums (within REPRODUCED),
+        the note says the gap is the machine's and the correction keeps it, instead of advising a
+        rebuild that would find the same.
         """
         if n < 4:
             raise NasError(f"fitting a correction needs at least 4 networks, got {n}")
@@ -169,11 +171,19 @@ class LatencyModel(TableTimer):
         self.last_fit_note = symptom(correction, *typical)
         if self.last_fit_note is not None:
             units = {u.text: u for a in archs for u in plan(space, a).units}
+            before = np.array([self.sum_ms(space, a) for a in archs])
             for batch in batches(shuffled(list(units.values()), SHUFFLE_SEED), UNIT_GROUP):
                 self.measure_units(space, batch)
             correction = self._fit(space, archs, measured)
-            note = symptom(correction, *typical)
-            self.last_fit_note = None if note is None else f"{note} (after re-timing the fit networks' units)"
+            moved = float(np.median(np.abs(np.array([self.sum_ms(space, a) for a in archs]) / before - 1)))
+            if moved <= REPRODUCED:
+                self.last_fit_note = symptom(
+                    correction, *typical, advice=f"re-timing the fit networks' units reproduced their sums (median "
+                    f"change {moved:.0%}), so this is how networks run on this machine now, not a timing slip: the "
+                    f"correction keeps it; `nas lut validate` checks it")
+            else:
+                note = symptom(correction, *typical)
+                self.last_fit_note = None if note is None else f"{note} (after re-timing the fit networks' units)"
         self.table.correction = correction
         return correction
 
