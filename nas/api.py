@@ -84,6 +84,7 @@ def prepare_search(space: SearchSpace | str | os.PathLike, settings: SearchSetti
     before slow set-up work (fitting a latency correction). With `settings.workers` the table is first made
     to cover every unit of the space (`bar` wraps the units measured), so that no worker measures."""
     search = Search(_space(space), settings, latency or latency_model(), cost)
+    search.connect_early()
     if settings.workers is not None:
         missing = len(search.latency.missing(search.space, _units(search.space)))
         if missing and say is not None and search.latency.measure_missing:

@@ -77,6 +77,38 @@ def test_bad_input_exits_2_and_leaves_the_earlier_run_alone(earlier_run, capsys,
     assert _digest(run) == before
 
 
+def test_a_wrong_storage_is_refused_before_the_machine_is_probed(earlier_run, capsys, monkeypatch,
+                                                                 tmp_path) -> None:
+    """The probe and a correction fit take seconds to minutes; a wrong --storage must not wait for them."""
+    tiny, lut, _, _ = earlier_run
+
+    def probed(self, readings=5):
+        raise AssertionError("the machine was probed before the storage was opened")
+
+    monkeypatch.setattr(TableTimer, "current_speed", probed)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n")
+    capsys.readouterr()
+    code = main(["search", "--space", str(tiny), "--target-latency", f"{TARGET}ms", "--lut", str(lut), "--threads",
+                 "1", "--run-dir", str(tmp_path / "run"), "--quiet", "--storage", f"sqlite:///{notes}"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"error: cannot open storage 'sqlite:///{notes}': file is not a database"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["new.db", "new.journal"])
+def test_a_refused_target_creates_no_storage_file(earlier_run, capsys, monkeypatch, tmp_path, name) -> None:
+    tiny, lut, _, _ = earlier_run
+    monkeypatch.setattr(TableTimer, "current_speed", lambda self, readings=5: 1.0)
+    file = tmp_path / name
+    storage = f"sqlite:///{file}" if name.endswith(".db") else str(file)
+    code = main(["search", "--space", str(tiny), "--target-latency", "0.05ms", "--lut", str(lut), "--threads", "1",
+                 "--run-dir", str(tmp_path / "run"), "--quiet", "--fit", "0", "--storage", storage])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: no architecture in ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_study_made_for_another_space_is_refused(earlier_run, write_yaml, capsys, tmp_path) -> None:
     tiny, _, run, before = earlier_run
     other = write_yaml(TINY_SPACE.replace("width: [32, 40]", "width: [32, 48]"), "other.yaml")
