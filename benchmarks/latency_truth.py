@@ -42,7 +42,7 @@ from benchmarks._latency import at_level, beside_probe, network_level, referee_c
 from benchmarks.predict_speed import time_predictions
 from nas import api
 from nas.latency import LatencyModel, model_for, open_table
-from nas.space import SearchSpace, load_space, sample, unique_units
+from nas.space import SearchSpace, encode, load_space, plan, sample, unique_units
 from nas.stats import spearman
 from proxies.latency import DeviceProfile, current_profile
 
@@ -220,9 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine_speed_during_ours": ours_speed,
         "interval_coverage": float(np.mean([p.low_ms <= r <= p.high_ms for p, r in zip(predictions, ref["level"])])),
         "interval_half_width": float(np.median([(p.high_ms - p.low_ms) / 2 / p.ms for p in predictions])),
-        "rows": [{"predicted_ms": p.ms, "low_ms": p.low_ms, "high_ms": p.high_ms, "ours_ms": o, "ours_raw_ms": r,
+        # Per network, with what it is (arch code, units) and the plain sum, so that outliers can be studied.
+        "rows": [{"arch": encode(space, a), "units": len(plan(space, a).units), "sum_ms": model.sum_ms(space, a),
+                  "predicted_ms": p.ms, "low_ms": p.low_ms, "high_ms": p.high_ms, "ours_ms": o, "ours_raw_ms": r,
                   "referee_ms": f, "referee_level_ms": fl}
-                 for p, o, r, f, fl in zip(predictions, ours, ours_raw, ref["raw"], ref["level"])],
+                 for a, p, o, r, f, fl in zip(archs, predictions, ours, ours_raw, ref["raw"], ref["level"])],
     }
     print_comparisons(figures, space, args, speed_now, model)
     if args.table == "build" or args.lut:  # a partial table would time measurements, not predictions
