@@ -64,6 +64,7 @@ def test_write_json_replaces_the_file_whole(tmp_path: Path) -> None:
                            "recalibrate_and_evaluate_ms", "recalibrate_and_evaluate_max_ms", "evaluate_only_ms",
                            "under_1s"}),
     ("supernet_ranking", {"space", "protocol", "seeds", "timing", "table", "subnets", "baseline_scores"}),
+    ("probe_tracking", {"space", "backend", "threads", "rounds", "probe_ms_range", "networks"}),
 ])
 def test_quick_run_writes_its_figures(name: str, keys: set[str], tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -199,3 +200,18 @@ def test_supernet_ranking_noise_floor_and_run_cache(tmp_path: Path) -> None:
     assert RunCache(str(path), {"epochs": 2}).get("a", 0, make) == {"top1": 0.5} and len(calls) == 1
     with pytest.raises(SystemExit, match="made under another protocol"):
         RunCache(str(path), {"epochs": 3})
+
+
+def test_probe_tracking_spread_after_rescaling() -> None:
+    """A network that runs exactly as the probe does has no spread left after full rescaling, and its
+    whole spread before it; one that ignores the probe keeps its spread at every exponent."""
+    from benchmarks.probe_tracking import log_sd_after_rescaling
+
+    import numpy as np
+
+    probe = np.array([10.0, 12.0, 15.0, 20.0])
+    follows = probe * 3
+    assert log_sd_after_rescaling(probe, follows, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert log_sd_after_rescaling(probe, follows, 0.0) == pytest.approx(float(np.std(np.log(probe), ddof=1)))
+    steady = np.array([5.0, 5.5, 5.0, 5.5])
+    assert log_sd_after_rescaling(probe, steady, 0.0) < log_sd_after_rescaling(probe, steady, 1.0)
