@@ -182,9 +182,13 @@ class Search:
         self._describe(trial, metrics, code)
         return values
 
+    def _upper_ms(self, metrics: Metrics) -> float:
+        """The latency the constraint judges: the prediction with the margin."""
+        return metrics.latency_ms * (1 + self.margin)
+
     def _describe(self, trial: optuna.Trial, metrics: Metrics, code: str) -> float:
         """Set a trial's cost, latency and code attributes and its latency constraint; its upper latency."""
-        upper = metrics.latency_ms * (1 + self.margin)
+        upper = self._upper_ms(metrics)
         for key, value in (("macs", metrics.macs), ("params", metrics.params),
                            ("predicted_latency_ms", metrics.latency_ms), ("latency_upper_ms", upper), ("arch", code)):
             trial.set_user_attr(key, value)
@@ -194,7 +198,9 @@ class Search:
     def _finish(self, trial: optuna.Trial, values: dict[str, Any]) -> tuple[list[float], bool]:
         """Score drawn decisions into the trial's attributes and constraint: objective values, feasible."""
         metrics, objective, code, reused = self._score(values)
-        upper = self._describe(trial, metrics, code)
+        # Shared mode described the trial when it was drawn; setting its constraint again would make
+        # Optuna warn (and ignore the same value) once per worker.
+        upper = self._upper_ms(metrics) if self.shared else self._describe(trial, metrics, code)
         trial.set_user_attr("objective", objective)
         if reused:  # the architecture was scored before: its objective is taken, not computed again
             trial.set_user_attr("reused_score", True)

@@ -83,6 +83,8 @@ def test_two_workers_end_with_exactly_the_budget_and_sample_from_each_other(shar
     summary = json.loads((run / "summary.json").read_text())
     assert summary["n_complete"] == 30 and summary["run_mode"] == "shared" and len(summary["workers"]) == 2
     assert sum(w["complete"] for w in summary["workers"].values()) == 30
+    for log in (run / "workers").glob("worker-*.log"):  # e.g. Optuna's "constraint value is ignored"
+        assert "Warning" not in log.read_text(), log.read_text()
     (run / "workers.json").unlink()
     assert main(["report", str(run), "--no-measure"]) == 0  # `nas report` reads the shared study as it is
     assert set(json.loads((run / "workers.json").read_text())) == set(done["worker"])
