@@ -28,7 +28,7 @@ from nas.search.objectives import get_objective
 from nas.search.samplers import make_sampler
 from nas.search.settings import FIT_NETWORKS, MODES, SearchSettings
 from nas.search.shared import BUDGET_ATTR, RUN_MODE_ATTR, WORKER_ATTR_PREFIX, WorkerLoop, waiting_trial, worker_id
-from nas.search.storage import JOURNAL_PREFIX, TrialBatches, is_journal, is_server, journal_url, storage_for
+from nas.search.storage import TrialBatches, creates_a_file, is_journal, is_server, journal_url, storage_for
 from nas.search.study import StudySpec, open_study, space_fingerprint
 from nas.search.target import format_latency
 from nas.space import SearchSpace, canonical, decisions, encode, unique_units
@@ -73,16 +73,6 @@ def storage_url(text: str | None, run_dir: Path) -> str:
     if text is None:
         return default_storage(run_dir)
     return journal_url(text.removeprefix("journal:")) if is_journal(text) else text
-
-
-def _opens_without_creating(url: str) -> bool:
-    """False for a SQLite or journal file that does not exist yet (opening it would create it)."""
-    if is_journal(url):
-        return Path(url.removeprefix(JOURNAL_PREFIX)).exists()
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-        return path == ":memory:" or Path(path).exists()
-    return True
 
 
 def shared_seed(seed: int | None, me: str) -> int | None:
@@ -270,7 +260,7 @@ class Search:
         A file that opening would create (a new SQLite or journal file) waits for `open`, so that a
         refused target leaves no file behind."""
         url = self.storage_url
-        if self.settings.storage is None or self.storage is not None or not _opens_without_creating(url):
+        if self.settings.storage is None or self.storage is not None or creates_a_file(url):
             return
         self.storage = storage_for(url)
 
@@ -280,7 +270,8 @@ class Search:
         the stored study, and the parent sets the budget (`start_shared`)."""
         if self.settings.storage is None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = self.storage or storage_for(self.storage_url)
+        if self.storage is None:  # not opened early by `connect_early`
+            self.storage = storage_for(self.storage_url)
         self.study = open_study(self.spec, self.storage, self.storage_url, self.study_name, create=create)
         earlier = [t for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()]
         for t in earlier:

@@ -36,6 +36,21 @@ def journal_url(path: str | Path) -> str:
     return JOURNAL_PREFIX + str(Path(path).resolve())
 
 
+def journal_path(url: str) -> Path:
+    """The file a journal storage name (`journal:PATH` or `PATH.journal`) points to."""
+    return Path(url.removeprefix(JOURNAL_PREFIX))
+
+
+def creates_a_file(url: str) -> bool:
+    """True when opening `url` would create a file: a SQLite or journal file that does not exist yet."""
+    if is_journal(url):
+        return not journal_path(url).exists()
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        return path != ":memory:" and not Path(path).exists()
+    return False
+
+
 def is_server(url: str) -> bool:
     """True for a database server URL (PostgreSQL, MySQL): several machines can share it."""
     return url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres", "mysql")
@@ -45,7 +60,7 @@ def storage_for(url: str) -> optuna.storages.BaseStorage:
     """The Optuna storage a `--storage` value names: a journal file, or any SQLAlchemy URL (`open_storage`)."""
     if not is_journal(url):
         return open_storage(url)
-    path = Path(url[len(JOURNAL_PREFIX):] if url.startswith(JOURNAL_PREFIX) else url)
+    path = journal_path(url)
     if not path.parent.is_dir():
         raise StorageError(f"cannot open storage {url!r}: folder {path.parent} does not exist")
     try:
