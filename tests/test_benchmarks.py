@@ -65,6 +65,7 @@ def test_write_json_replaces_the_file_whole(tmp_path: Path) -> None:
                            "under_1s"}),
     ("supernet_ranking", {"space", "protocol", "seeds", "timing", "table", "subnets", "baseline_scores"}),
     ("probe_tracking", {"space", "backend", "threads", "rounds", "probe_ms_range", "networks"}),
+    ("network_repeatability", {"space", "backend", "threads", "networks", "repeats", "settings"}),
 ])
 def test_quick_run_writes_its_figures(name: str, keys: set[str], tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -215,3 +216,22 @@ def test_probe_tracking_spread_after_rescaling() -> None:
     assert log_sd_after_rescaling(probe, follows, 0.0) == pytest.approx(float(np.std(np.log(probe), ddof=1)))
     steady = np.array([5.0, 5.5, 5.0, 5.5])
     assert log_sd_after_rescaling(probe, steady, 0.0) < log_sd_after_rescaling(probe, steady, 1.0)
+
+
+def test_network_repeatability_settings_and_deviation() -> None:
+    """Settings parse as TRIES:PASSES pairs and refuse zero or junk; each run's deviation is taken from
+    the per-network median over all runs, so a run equal to it deviates by nothing."""
+    import argparse
+
+    import numpy as np
+
+    from benchmarks.network_repeatability import deviation_from_consensus, settings_arg
+
+    assert settings_arg("3:3,1:7") == [(3, 3), (1, 7)]
+    for bad in ("0:3", "3", "a:b", "3:0"):
+        with pytest.raises(argparse.ArgumentTypeError, match=bad):
+            settings_arg(bad)
+    runs = np.array([[10.0, 20.0], [11.0, 20.0], [10.0, 40.0]])
+    deviation = deviation_from_consensus(runs)
+    assert deviation[0] == pytest.approx([0.0, 0.0])
+    assert deviation[1, 0] == pytest.approx(np.log(1.1)) and deviation[2, 1] == pytest.approx(np.log(2.0))
