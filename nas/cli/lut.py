@@ -76,6 +76,8 @@ def _print_validation(space: str, report: dict[str, Any], correction: Any) -> No
     if report["measurement_cv"] is not None:
         print(f"  noise floor    a network's end-to-end figure moved {report['measurement_cv']:.1%} (median CV) "
               f"between its {report['passes']} passes")
+    if report["advice"]:
+        print(f"  note           {report['advice']}")
     if correction:
         print(f"  correction     {describe(correction)}; fit networks are never validated")
     print("  worst cases:")

@@ -225,6 +225,19 @@ def test_validate_reports_the_noise_floor(scripted, space, model) -> None:
     report = validate(model, space, n=5, seed=0, passes=2)
     assert report["measurement_cv"] == 0.0  # the scripted measurer never varies
     assert validate(model, space, n=5, seed=0, passes=1)["measurement_cv"] is None
+    assert report["advice"] is None
+
+
+def test_a_noisy_validation_advises_more_passes() -> None:
+    """Figures moving more than NOISY_PASS_CV between passes get one line naming the cure and its cost;
+    steady figures, a single pass (no spread known) and enough passes already get none."""
+    from nas.latency.validation import NOISY_PASS_CV, STEADY_PASSES, noisy_machine_advice
+
+    assert noisy_machine_advice(0.08, 3) == ("each network's figure moved 8.0% between passes (the machine is "
+                                             f"noisy): --passes {STEADY_PASSES} steadies it, at about 2.3x the "
+                                             "measuring time")
+    assert noisy_machine_advice(NOISY_PASS_CV, 3) is None and noisy_machine_advice(None, 1) is None
+    assert noisy_machine_advice(0.08, STEADY_PASSES) is None
 
 
 class Machine:
