@@ -35,7 +35,7 @@ QUICK = {"networks": 1, "repeats": 2, "settings": [(3, 1), (1, 1)]}
 
 
 def settings_arg(text: str) -> list[tuple[int, int]]:
-    """'3:3,1:7' -> [(3, 3), (1, 7)]: (tries, passes) pairs, each at least 1."""
+    """'3:3,1:7' -> [(3, 3), (1, 7)]: distinct (tries, passes) pairs, each at least 1."""
     out = []
     for item in text.split(","):
         try:
@@ -44,6 +44,8 @@ def settings_arg(text: str) -> list[tuple[int, int]]:
             raise argparse.ArgumentTypeError(f"{item!r}: expected TRIES:PASSES, e.g. 3:3") from None
         if tries < 1 or passes < 1:
             raise argparse.ArgumentTypeError(f"{item!r}: tries and passes must be at least 1")
+        if (tries, passes) in out:
+            raise argparse.ArgumentTypeError(f"{item!r}: given twice")
         out.append((tries, passes))
     return out
 
