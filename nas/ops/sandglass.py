@@ -91,12 +91,15 @@ class Sandglass(Op):
         self.conv = nn.Sequential(*head, conv_bn(cin, hidden, 1, 1, norm), conv_bn(hidden, cout, 1, 1, norm, act),
                                   *tail, *excite)
         self.use_residual, self.identity_channels = residual, identity
+        # Whether the identity covers every channel, decided here: a shape read in forward() is a traced
+        # value under torch.jit.trace, which then warns that the branch is frozen.
+        self.whole_identity = identity == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv(x)
         k = self.identity_channels
         if not self.use_residual:
             return out
-        if k == out.shape[1]:
+        if self.whole_identity:
             return out + x
         return torch.cat([out[:, :k] + x[:, :k], out[:, k:]], dim=1)
