@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import torch
 from torch import nn
 
 import nas.ops
-from nas.ops import BlockConfig, NormSpec, Op, all_fields, field, get_op, op_names
+from nas.builder import build_unit
+from nas.ops import BlockConfig, BlockKey, NormSpec, Op, all_fields, field, get_op, op_names
 from op_checks import assert_adds_input_only_if_residual
 
 ALL = op_names()
@@ -301,6 +303,25 @@ def test_output_shape_is_out_shape(case: str) -> None:
         y = unit(op, **settings).eval()(torch.randn(2, c.cin, size, size))
     assert (tuple(y.shape[1:]) if y.dim() == 4 else (y.shape[1], 1, 1)) == shape
     assert y.shape[0] == 2
+
+
+TRACE_CASES = [(op, settings) for op, settings, _ in (LAYERS[c] for c in sorted(LAYERS))] + [
+    ("sandglass", dict(cin=32, cout=32, expand=4, identity_mult=0.5))]  # the partial identity's branch
+
+
+@pytest.mark.parametrize("op, settings", TRACE_CASES)
+def test_tracing_meets_no_shape_dependent_branch(op: str, settings: dict[str, Any]) -> None:
+    """TorchScript latency entries trace every unit: a forward() that branches on a shape would be
+    frozen to the branch taken, and torch.jit.trace warns about it (TracerWarning)."""
+    c = config(op, **settings)
+    size = 1 if op == "classifier" else 9
+    block = build_unit(BlockKey(c, (c.cin, size, size)), NormSpec()).eval()  # as the latency tables make it
+    x = torch.randn(1, c.cin, size, size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 flags the TorchScript API itself
+        traced = torch.jit.trace(block, x)
+        torch.testing.assert_close(traced(x), block(x))
 
 
 # ---- sandglass and inverted residual specifics ----
