@@ -1,8 +1,12 @@
 """An operator file can declare a new field and a new op by itself: a throwaway op with a new field
-loads from YAML, validates, plans, builds, encodes/decodes, counts and exports, with nothing else edited."""
+loads from YAML, validates, plans, builds, encodes/decodes, counts and exports, with nothing else edited;
+and every operator file, shipped or added, registers its ops on import, in file order."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -10,11 +14,13 @@ import pytest
 import torch
 from torch import nn
 
+import nas.ops
 from nas.builder import build
 from nas.cost import CostModel
 from nas.errors import SpaceError
 from nas.export import export_python
-from nas.ops import Example, Field, Op, block_fields, declare_field, forget_field, number, register, unregister
+from nas.ops import (Example, Field, Op, block_fields, declare_field, forget_field, get_op, number, op_names, register,
+                     unregister)
 from nas.ops._layers import conv_bn
 from nas.space import decode, encode, load_space, plan, sample, unique_units
 from proxies.flops import count_module
@@ -131,3 +137,46 @@ def test_registration_checks_the_contract() -> None:
     finally:
         forget_field("gain")
     assert isinstance(ScaledConv.__mro__[1](), nn.Module)
+
+
+# ---- registration by file ----
+
+def test_every_public_module_is_imported_and_registers_its_ops() -> None:
+    ops_dir = Path(nas.ops.__file__).parent
+    public = sorted(p.stem for p in ops_dir.glob("*.py") if not p.stem.startswith("_"))
+    assert list(nas.ops._operator_modules()) == public == ["heads", "mobilenet", "mobilenet_v4", "sandglass",
+                                                                   "shuffle"]
+    for name in public:
+        module = sys.modules[f"nas.ops.{name}"]
+        classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, Op)
+                   and c.__module__ == module.__name__ and "name" in vars(c)]
+        assert classes and all(get_op(c.name) is c for c in classes)
+    assert {get_op(op).__module__ for op in op_names()} == {f"nas.ops.{name}" for name in public}
+
+
+TOY_OP = '''
+from nas.ops._base import Op
+from nas.ops._registry import register
+
+
+@register
+class {cls}(Op):
+    name, short, stage_op = "{name}", "{name}", False
+
+    def forward(self, x):
+        return x
+'''
+
+
+def test_a_new_operator_file_registers_itself_in_sorted_order(tmp_path: Path) -> None:
+    """A copy of the package with two op files added, and no other edit: both register, in file order."""
+    package = Path(nas.ops.__file__).parent.parent
+    shutil.copytree(package, tmp_path / "nas", ignore=shutil.ignore_patterns("__pycache__"))
+    for stem, cls in (("zz_last", "Last"), ("aa_first", "First")):
+        (tmp_path / "nas" / "ops" / f"{stem}.py").write_text(TOY_OP.format(cls=cls, name=stem), encoding="utf-8")
+    (tmp_path / "nas" / "ops" / "_private.py").write_text("raise RuntimeError('private modules are not imported')\n")
+    script = "import nas.ops, nas.ops._registry as r; print(' '.join(r._REGISTRY))"
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["aa_first", *nas.ops._registry._REGISTRY, "zz_last"]
