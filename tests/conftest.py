@@ -70,3 +70,13 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """A fresh empty database on the session's server, as a postgresql+psycopg:// URL (trusted superuser)."""
     return postgres_server.url(postgres_server.create_database())
+
+
+@pytest.fixture(scope="session")
+def all_ops_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The all-ops space (export_helpers.ALL_OPS: every registered stage op's example in one net), as a file."""
+    from export_helpers import ALL_OPS
+
+    path = tmp_path_factory.mktemp("spaces") / "all_ops.yaml"
+    path.write_text(ALL_OPS, encoding="utf-8")
+    return path

@@ -1,133 +1,29 @@
 """Export: the standalone .py, TorchScript and ONNX files reproduce the toolkit's network with the same
-weights; names written into code are checked identifiers; weights files are checked key by key."""
+weights; names written into code are checked identifiers; weights files are checked key by key.
+The command line's export is in tests/cli/test_cli_export.py; shared helpers in export_helpers.py."""
 from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib.util
 import runpy
 import sys
 import warnings
-from functools import lru_cache
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
-import yaml
 
-from nas import cli
+from export_helpers import (CASES, REFERENCES, SPACES, assert_same, cached_space, example, import_file, load_case,
+                            randomize_, seeded_build, shapes)
 from nas.builder import build
 from nas.cost import CostModel
 from nas.export import (ExportError, class_name_for, export, export_onnx, export_python, export_torchscript,
                         load_weights, python_source, save_weights, standalone_model, unit_rows, weights_path)
-from nas.ops import ACTIVATIONS, POOLS, SE_GATES, get_op, op_names, standalone_pieces
+from nas.ops import ACTIVATIONS, POOLS, SE_GATES, op_names, standalone_pieces
 from nas.ops.sandglass import Sandglass
-from nas.space import encode, load_space, plan, sample
+from nas.space import encode, load_space, plan
 
-from roots import ROOT
-
-SPACES = ROOT / "search_spaces"
-REFERENCES = sorted((SPACES / "reference").glob("*.yaml"))
 COSTS = CostModel()  # shared across tests: the header's params and MACs come from cached units
-
-
-
-def all_ops_yaml() -> str:
-    """One small net with every registered stage op's example (`Op.example`: its activations, gates and
-    layouts), a 1x1 conv between examples where widths differ, a max-pool stem and a full head."""
-    stages, width = [], 24
-    for name in op_names(stage_only=True):
-        example = get_op(name).example
-        assert example is not None, f"operator {name!r} has no example"
-        if example.cin != width:
-            stages.append({"stride": 1, "depth": 1, "width": example.cin, "block": {"op": "conv_bn_act", "kernel": 1}})
-        stages += [dict(stage) for stage in example.stages]
-        width = example.stages[-1]["width"]
-    return yaml.safe_dump({
-        "name": "all-ops", "resolution": 64, "num_classes": 10, "norm": {"eps": 0.001, "momentum": 0.01},
-        "stem": {"out": 24, "kernel": 3, "stride": 2, "act": "relu", "pool": "max"}, "stages": stages,
-        "head": {"conv": {"out": 160, "act": "silu"}, "pool": "mean", "hidden": {"out": 64, "act": "relu"},
-                 "bias": False},
-    }, sort_keys=False)
-
-
-ALL_OPS = all_ops_yaml()
-
-CASES = ([p.stem for p in REFERENCES] + ["all_ops"]
-         + [f"sandglass-seed{s}" for s in (0, 1, 2)] + [f"mobilenet_v3-seed{s}" for s in (0, 1)]
-         + [f"mobilenet_v4-seed{s}" for s in (0, 1)])
-
-
-@pytest.fixture(scope="module")
-def all_ops_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("spaces") / "all_ops.yaml"
-    path.write_text(ALL_OPS, encoding="utf-8")
-    return path
-
-
-@lru_cache(maxsize=None)
-def _space(path: str):
-    return load_space(path)
-
-
-def load_case(name: str, all_ops_file: Path):
-    """(space, arch) of a test case: a reference net, the all-ops net, or a seeded sample of a space."""
-    if name == "all_ops":
-        return _space(str(all_ops_file)), None
-    if "-seed" in name:
-        stem, seed = name.split("-seed")
-        space = _space(str(SPACES / f"{stem}.yaml"))
-        return space, sample(space, int(seed))
-    return _space(str(SPACES / "reference" / f"{name}.yaml")), None
-
-
-def import_file(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"exported_{abs(hash(str(path)))}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def seeded_build(space, arch=None) -> torch.nn.Module:
-    """`build` with fixed conv weights (they come from torch's global RNG), so outputs, and the size check
-    in `assert_same`, do not depend on which tests ran before."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build(space, arch)
-
-
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Make BatchNorm statistics and affine terms and every bias non-trivial, so that a wrong eps, a
-    missing bias or a swapped layer changes the outputs (fresh init leaves BN an identity)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not t.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif name.endswith(("bias", "running_mean")):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-            elif t.dim() == 1:  # BatchNorm weight
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif t.dim() == 2:  # Linear weight: unit-scale outputs, so that absolute tolerances mean something
-                t.copy_(torch.randn(t.shape, generator=g) / t.shape[1] ** 0.5)
-    return model
-
-
-def assert_same(ours: torch.Tensor, theirs: torch.Tensor, rtol: float = 1e-5) -> None:
-    """Equal up to float rounding, with the absolute tolerance scaled to the outputs' size."""
-    assert theirs.abs().max() > 0.1  # a vanishing output would hide any difference
-    torch.testing.assert_close(ours, theirs, rtol=rtol, atol=rtol * theirs.abs().max().item())
-
-
-def example(space, size: int = 64, batch: int = 2, seed: int = 1) -> torch.Tensor:
-    return torch.randn(batch, space.in_channels, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def shapes(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
-    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
 
 
 def imported_modules(source: str) -> set[str]:
@@ -272,7 +168,7 @@ def test_file_path_text_cannot_inject_code(tmp_path: Path) -> None:
 
 
 def test_a_space_needs_an_arch(tmp_path: Path) -> None:
-    space = _space(str(SPACES / "sandglass.yaml"))
+    space = cached_space(str(SPACES / "sandglass.yaml"))
     with pytest.raises(ExportError) as err:
         export_python(space, None, tmp_path / "m.py")
     assert str(err.value) == (f"{space.file}: not a fixed architecture: 111 decisions left (e.g. res); "
@@ -388,66 +284,3 @@ def test_export_rejects_unknown_formats_and_misplaced_options(tmp_path: Path) ->
     with pytest.raises(ExportError, match=r"^num_classes must be a positive integer, got 0$"):
         export(space, None, "py", tmp_path / "m.py", num_classes=0)
     assert list(tmp_path.iterdir()) == []
-
-
-# ---- the command line ----
-
-def test_cli_export_py(all_ops_file: Path, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "net.py"
-    assert cli.main(["export", str(all_ops_file), "--out", str(out), "--num-classes", "7",
-                     "--class-name", "Tiny"]) == 0
-    assert capsys.readouterr().out == f"wrote {out} (py, class Tiny, all-ops, 7 classes)\n"
-    model = import_file(out).build_model()
-    assert type(model).__name__ == "Tiny"
-    assert model.eval()(example(load_space(all_ops_file), 32, 1)).shape == (1, 7)
-
-
-def test_cli_export_formats_from_suffix(all_ops_file: Path, tmp_path: Path, capsys) -> None:
-    space = load_space(all_ops_file)
-    theirs = randomize_(seeded_build(space), seed=2).eval()
-    weights = save_weights(theirs, tmp_path / "w.pth")
-    ts, py = tmp_path / "net.ts", tmp_path / "net.py"
-    assert cli.main(["export", str(all_ops_file), "--out", str(ts), "--weights", str(weights)]) == 0
-    assert cli.main(["export", str(all_ops_file), "--out", str(py), "--weights", str(weights)]) == 0
-    assert capsys.readouterr().out == (
-        f"wrote {ts} (torchscript, all-ops, 10 classes, with the weights)\n"
-        f"wrote {py} (py, class AllOps, all-ops, 10 classes)\n"
-        f"wrote {tmp_path / 'net.pth'} (state_dict; load with torch.load(..., weights_only=True))\n")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.load(str(ts))
-    x = example(space)
-    with torch.no_grad():
-        assert_same(scripted(x), theirs(x))
-    assert torch.equal(torch.load(tmp_path / "net.pth", weights_only=True)["head.2.classifier.0.weight"],
-                       theirs.state_dict()["head.2.classifier.0.weight"])
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--out", "{tmp}/m.bin"], "{tmp}/m.bin: cannot tell the format from the suffix '.bin'; give --format py, "
-                               "torchscript or onnx, or use .py, .pt, .ts or .onnx"),
-    (["--out", "{tmp}/m.onnx", "--class-name", "Net"], "a class name applies to the py format only, not onnx"),
-    (["--out", "{tmp}/m.py", "--class-name", "my net"],
-     "class name 'my net' is not a Python identifier (ASCII letters, digits and _, not starting with a digit)"),
-    (["--out", "{tmp}/m.py", "--weights", "{tmp}/none.pth"], "{tmp}/none.pth: no such weights file"),
-])
-def test_cli_errors_are_one_line(argv: list[str], message: str, all_ops_file: Path, tmp_path: Path, capsys) -> None:
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    assert cli.main(["export", str(all_ops_file), *argv]) == 2
-    captured = capsys.readouterr()
-    assert captured.err == f"error: {message.replace('{tmp}', str(tmp_path))}\n"
-    assert captured.out == "" and list(tmp_path.iterdir()) == []
-
-
-def test_cli_refuses_a_space(tmp_path: Path, capsys) -> None:
-    path = SPACES / "mobilenet_v3.yaml"
-    assert cli.main(["export", str(path), "--out", str(tmp_path / "m.py")]) == 2
-    assert capsys.readouterr().err == (f"error: {path}: not a fixed architecture: 46 decisions left (e.g. res); "
-                                       "pick one with `nas arch sample`\n")
-
-
-def test_cli_num_classes_must_be_positive(all_ops_file: Path, tmp_path: Path, capsys) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["export", str(all_ops_file), "--out", str(tmp_path / "m.py"), "--num-classes", "0"])
-    assert exit_.value.code == 2
-    assert "argument --num-classes: expected a positive integer, got 0" in capsys.readouterr().err
