@@ -25,9 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from proxies.latency import LatencyError
 
+    try:
+        _import_plugins()  # before the parser is built: `--objective` and `--sampler` help list their names
+    except NasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
-        _import_plugins()
         return args.func(args)
     except NasError as exc:
         print(f"error: {exc}", file=sys.stderr)

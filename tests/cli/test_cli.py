@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import subprocess
 import sys
@@ -189,3 +190,22 @@ def test_console_entry_exit_code(write_yaml) -> None:
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr == f"error: {bad}: stages[0].stride: 3 is not 1 or 2\n"
+
+
+def test_a_plugin_that_cannot_be_imported_is_one_line(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("NAS_PLUGINS", "no_such_plugin_module")
+    assert main(["space", "check", str(SANDGLASS)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == "error: $NAS_PLUGINS: cannot import 'no_such_plugin_module': No module named 'no_such_plugin_module'\n"
+
+
+def test_plugins_are_imported_before_the_command_line_is_read() -> None:
+    """An objective registered by a $NAS_PLUGINS module is in `nas search --help` (a fresh process, so the
+    test's own registry stays as shipped)."""
+    env = {**os.environ, "NAS_PLUGINS": "slow_objective",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    proc = subprocess.run([sys.executable, "-m", "nas", "search", "--help"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "sleepy" in proc.stdout
