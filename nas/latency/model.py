@@ -73,7 +73,8 @@ class LatencyModel(TableTimer):
                 out.append(u)
         return out
 
-    def _measure_missing(self, space: SearchSpace, units: Sequence[Unit]) -> None:
+    def _measure_missing(self, space: SearchSpace, units: Sequence[Unit],
+                         progress: Callable[[Iterable], Iterable] | None = None) -> None:
         """Measure the units the table lacks (all of one network's together), or say how to fill it."""
         todo = self.missing(space, units)
         if not todo:
@@ -82,7 +83,7 @@ class LatencyModel(TableTimer):
             where = self.table.path or "the table"
             raise MissingEntryError(f"{where}: no latency for unit '{todo[0].text}' "
                                     f"(space {space.name}); run `nas lut build --space {space.file}`")
-        for batch in batches(todo, UNIT_GROUP):
+        for batch in batches(progress(todo) if progress else todo, UNIT_GROUP):
             self.measure_units(space, batch)
 
     def fill(self, space: SearchSpace, units: Sequence[Unit], progress: Callable[[Iterable], Iterable] | None = None,
@@ -149,7 +150,8 @@ class LatencyModel(TableTimer):
         return margin(self.table.correction)
 
     def fit_correction(self, space: SearchSpace, n: int = 20, seed: int = 0, passes: int = 3,
-                       progress: Callable[[Iterable], Iterable] | None = None) -> Correction:
+                       progress: Callable[[Iterable], Iterable] | None = None,
+                       unit_progress: Callable[[Iterable], Iterable] | None = None) -> Correction:
         """Fit a correction on `n` random networks (a seed stream validation never uses).
 
         Four nested models are tried: the plain sum, sum + offset, scale * sum + offset, and
@@ -164,6 +166,10 @@ class LatencyModel(TableTimer):
         if n < 4:
             raise NasError(f"fitting a correction needs at least 4 networks, got {n}")
         archs = fit_archs(space, n, seed)
+        # The entries the fit needs are measured first (minutes on a table filled lazily), so that
+        # `unit_progress` can show them; `progress` wraps the network timings.
+        self._measure_missing(space, list({u.text: u for a in archs for u in plan(space, a).units}.values()),
+                              unit_progress)
         measured = np.array(self.measure_networks(space, archs, passes, progress))
         correction = self._fit(space, archs, measured)
         typical = (float(np.median(measured)), int(np.median([len(plan(space, a).units) for a in archs])),

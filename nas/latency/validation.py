@@ -78,7 +78,8 @@ def validate_table(model: LatencyModel, space: SearchSpace, samples: int, *, see
     bar = bars or (lambda desc, unit: None)
     try:
         if (model.table.correction is None or refit) and fit > 0:
-            model.fit_correction(space, n=fit, passes=passes, progress=bar("fitting correction", "run"))
+            model.fit_correction(space, n=fit, passes=passes, progress=bar("fitting correction", "run"),
+                                 unit_progress=bar("measuring units", "unit"))
             if model.last_fit_note and say is not None:
                 say(f"warning: {model.last_fit_note}")
         return validate(model, space, samples, seed=seed, passes=passes, progress=bar("validating", "run"))

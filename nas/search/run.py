@@ -20,7 +20,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.cost import CostModel
-from nas.latency import LatencyModel
+from nas.latency import Bars, LatencyModel
 from nas.search.fastest import TargetUnreachableError, require_reachable
 from nas.search.loop import Progress, SearchStats, run_shared, run_trials
 from nas.search.objective_registry import Metrics
@@ -210,17 +210,19 @@ class Search:
         if self.latency.measure_missing and not self.latency.profile.remote:
             self.speed = self.latency.current_speed()
 
-    def fit_if_needed(self, say: Callable[[str], None] | None = None) -> None:
+    def fit_if_needed(self, say: Callable[[str], None] | None = None, bars: Bars | None = None) -> None:
         """A table with no correction (a first search from an empty cache) gets one fitted on a few
         networks first, so predictions mean end-to-end latency, not a sum of blocks; the margin then
-        follows the fit's residuals unless one was given."""
+        follows the fit's residuals unless one was given. `bars(desc, unit)` may wrap its loops."""
         m, s = self.latency, self.settings
         if m.table.correction is not None or not s.fit or not m.measure_missing or m.profile.remote:
             return
         if say is not None:
             say(f"the latency table has no correction yet: measuring {s.fit} networks end to end to fit one "
                 f"(once per table)")
-        m.fit_correction(self.space, n=s.fit, passes=FIT_PASSES)
+        bar = bars or (lambda desc, unit: None)
+        m.fit_correction(self.space, n=s.fit, passes=FIT_PASSES, progress=bar("fitting correction", "run"),
+                         unit_progress=bar("measuring units", "unit"))
         self.fit_note = m.last_fit_note
         if s.latency_margin is None:
             self.margin = m.default_margin()
@@ -232,11 +234,11 @@ class Search:
         self.fastest = {"arch": encode(self.space, arch), "predicted_latency_ms": ms}
         return arch, ms
 
-    def checked_target(self, say: Callable[[str], None] | None = None) -> float:
+    def checked_target(self, say: Callable[[str], None] | None = None, bars: Bars | None = None) -> float:
         """`check_target`, keeping the table entries it measured even when it fails."""
         try:
             with self._table_journal():
-                self.fit_if_needed(say)
+                self.fit_if_needed(say, bars)
                 self.calibrate()
                 self._start, ms = self.check_target()
         finally:

@@ -82,6 +82,29 @@ def test_fit_recovers_the_correction_exactly(scripted, space, model) -> None:
     assert model.predict_ms(space, arch) == pytest.approx(scripted(arch))
 
 
+def test_fit_measures_its_missing_units_first_under_their_own_bar(scripted, space, model) -> None:
+    """From an empty table (a first search) the fit's minutes go to its networks' units, then to the
+    network timings: each loop is handed to its own progress wrapper, the units before the networks."""
+    seen: list[tuple[str, object]] = []
+
+    def wrapper(name):
+        def wrap(items):
+            for item in items:
+                seen.append((name, item))
+                yield item
+        return wrap
+
+    model.fit_correction(space, n=6, passes=2, progress=wrapper("runs"), unit_progress=wrapper("units"))
+    units = {u.text for a in fit_archs(space, 6) for u in plan(space, a).units}
+    names = [name for name, _ in seen]
+    assert sorted(item.text for name, item in seen if name == "units") == sorted(units)  # each once
+    assert names.count("runs") == 6 * 2
+    assert names.index("runs") > max(i for i, name in enumerate(names) if name == "units")
+    seen.clear()
+    model.fit_correction(space, n=6, passes=1, progress=wrapper("runs"), unit_progress=wrapper("units"))
+    assert [name for name, _ in seen] == ["runs"] * 6  # a refit finds every unit in the table
+
+
 def test_validate_reports_agreement(scripted, space, model) -> None:
     model.fit_correction(space, n=10, passes=1)
     report = validate(model, space, n=20, seed=0, passes=2)

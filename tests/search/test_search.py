@@ -313,7 +313,7 @@ def test_a_table_without_a_correction_gets_one_fitted_before_the_search(tiny, tm
     model.measure_missing = True  # the search may measure: the first search from an empty cache
     fitted = []
 
-    def fake_fit(self, space, n=20, seed=0, passes=3, progress=None):
+    def fake_fit(self, space, n=20, seed=0, passes=3, progress=None, unit_progress=None):
         fitted.append((n, passes))
         self.table.correction = Correction(scale=1.1, offset_ms=0.0, n=n, mape=0.02, residual_mean=0.0,
                                            residual_sd=0.03, residual_n=n)
