@@ -18,7 +18,7 @@ import numpy as np
 
 from nas.errors import NasError
 from nas.latency.fit import REPRODUCED, Z90, fit_archs, fitted_correction, margin, symptom
-from nas.latency.timing import SHUFFLE_SEED, UNIT_GROUP, MissingEntryError, TableTimer, batches, shuffled
+from nas.latency.timing import SHUFFLE_SEED, UNIT_GROUP, MissingEntryError, TableTimer, batches, batches_done, shuffled
 from nas.space import SearchSpace, Unit, plan
 from proxies.latency import Correction, Entry, LatencyTable
 
@@ -83,7 +83,7 @@ class LatencyModel(TableTimer):
             where = self.table.path or "the table"
             raise MissingEntryError(f"{where}: no latency for unit '{todo[0].text}' "
                                     f"(space {space.name}); run `nas lut build --space {space.file}`")
-        for batch in batches(progress(todo) if progress else todo, UNIT_GROUP):
+        for batch in batches_done(todo, UNIT_GROUP, progress):
             self.measure_units(space, batch)
 
     def fill(self, space: SearchSpace, units: Sequence[Unit], progress: Callable[[Iterable], Iterable] | None = None,
@@ -101,7 +101,7 @@ class LatencyModel(TableTimer):
         with self.table.open_journal():
             for sweep in range(max(1, passes)):
                 order = shuffled(todo, SHUFFLE_SEED + sweep)
-                for batch in batches(progress(order) if progress else order, UNIT_GROUP):
+                for batch in batches_done(order, UNIT_GROUP, progress):
                     for unit, entry in zip(batch, self.measure_units(space, batch)):
                         medians.setdefault(unit.text, []).append(entry)
                         if sweep:

@@ -82,6 +82,24 @@ def test_fit_recovers_the_correction_exactly(scripted, space, model) -> None:
     assert model.predict_ms(space, arch) == pytest.approx(scripted(arch))
 
 
+def test_a_progress_wrapper_advances_as_each_batch_is_done() -> None:
+    pulled: list[int] = []
+    finished: list[bool] = []
+
+    def wrap(items):
+        for item in items:
+            pulled.append(item)
+            yield item
+        finished.append(True)
+
+    seen = []
+    for batch in timing.batches_done(list(range(7)), 3, wrap):
+        seen.append((batch, list(pulled)))  # what the wrapper had reported when the batch's work began
+    assert seen == [([0, 1, 2], []), ([3, 4, 5], [0, 1, 2]), ([6], [0, 1, 2, 3, 4, 5])]
+    assert pulled == list(range(7)) and finished == [True]
+    assert [b for b in timing.batches_done([1, 2], 5)] == [[1, 2]]  # no wrapper
+
+
 def test_fit_measures_its_missing_units_first_under_their_own_bar(scripted, space, model) -> None:
     """From an empty table (a first search) the fit's minutes go to its networks' units, then to the
     network timings: each loop is handed to its own progress wrapper, the units before the networks."""
