@@ -166,19 +166,18 @@ class LatencyModel(TableTimer):
         if n < 4:
             raise NasError(f"fitting a correction needs at least 4 networks, got {n}")
         archs = fit_archs(space, n, seed)
+        units = list({u.text: u for a in archs for u in plan(space, a).units}.values())  # each once
         # The entries the fit needs are measured first (minutes on a table filled lazily), so that
         # `unit_progress` can show them; `progress` wraps the network timings.
-        self._measure_missing(space, list({u.text: u for a in archs for u in plan(space, a).units}.values()),
-                              unit_progress)
+        self._measure_missing(space, units, unit_progress)
         measured = np.array(self.measure_networks(space, archs, passes, progress))
         correction = self._fit(space, archs, measured)
         typical = (float(np.median(measured)), int(np.median([len(plan(space, a).units) for a in archs])),
                    self.deployed_ratio())
         self.last_fit_note = symptom(correction, *typical)
         if self.last_fit_note is not None:
-            units = {u.text: u for a in archs for u in plan(space, a).units}
             before = np.array([self.sum_ms(space, a) for a in archs])
-            for batch in batches(shuffled(list(units.values()), SHUFFLE_SEED), UNIT_GROUP):
+            for batch in batches(shuffled(units, SHUFFLE_SEED), UNIT_GROUP):
                 self.measure_units(space, batch)
             correction = self._fit(space, archs, measured)
             moved = float(np.median(np.abs(np.array([self.sum_ms(space, a) for a in archs]) / before - 1)))
