@@ -27,11 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         _import_plugins()  # before the parser is built: `--objective` and `--sampler` help list their names
-    except NasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    args = build_parser().parse_args(argv)
-    try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except NasError as exc:
         print(f"error: {exc}", file=sys.stderr)
