@@ -78,20 +78,19 @@ def _space(space: SearchSpace | str | os.PathLike) -> SearchSpace:
 
 def prepare_search(space: SearchSpace | str | os.PathLike, settings: SearchSettings,
                    latency: LatencyModel | None = None, cost: CostModel | None = None,
-                   say: Callable[[str], None] | None = None, bar: Callable[[Any], Any] | None = None,
-                   bars: Bars | None = None) -> Search:
+                   say: Callable[[str], None] | None = None, bars: Bars | None = None) -> Search:
     """Check everything (settings, target reachable, storage, an existing study's origin), then open the study.
     Pass one `cost` model to several searches to share its per-unit fvcore counts; `say` hears a line
-    before slow set-up work (fitting a latency correction), whose loops `bars(desc, unit)` may wrap in
-    progress bars. With `settings.workers` the table is first made to cover every unit of the space
-    (`bar` wraps the units measured), so that no worker measures."""
+    before slow set-up work, whose loops `bars(desc, unit)` may wrap in progress bars: fitting a latency
+    correction and, with `settings.workers`, making the table cover every unit of the space first, so
+    that no worker measures."""
     search = Search(_space(space), settings, latency or latency_model(), cost)
     search.connect_early()
     if settings.workers is not None:
         missing = len(search.latency.missing(search.space, _units(search.space)))
         if missing and say is not None and search.latency.measure_missing:
             say(f"measuring the {missing} units of the space the latency table lacks, before any worker starts")
-        search.cover_space(bar)
+        search.cover_space(bars("table", "unit") if bars else None)
     search.checked_target(say, bars)
     search.open()
     return search

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any
 
-from nas.cli._common import add_profile_options, bars, latency_model, progress, say
+from nas.cli._common import add_profile_options, bars, latency_model, say
 from nas.search.objectives import objective_names
 from nas.search.samplers import sampler_help
 
@@ -88,8 +88,7 @@ def _search(args: argparse.Namespace) -> int:
         latency_margin=_margin(args.latency_margin), fit=args.fit, workers=args.workers,
         heartbeat_s=args.heartbeat, grace_s=args.grace)
     latency = latency_model(args)
-    search = api.prepare_search(args.space, settings, latency, say=say, bar=progress(not args.quiet, "table", "unit"),
-                                bars=bars(args.quiet))
+    search = api.prepare_search(args.space, settings, latency, say=say, bars=bars(args.quiet))
     if search.fit_note:
         print(f"warning: {search.fit_note}", file=sys.stderr)
     print(f"latency margin {search.margin:.1%}: feasible means predicted x {1 + search.margin:.3f} <= "
