@@ -18,8 +18,8 @@ import pandas as pd
 
 from nas.cost import CostModel
 from nas.errors import NasError
-from nas.latency import (ArchLatency, LatencyModel, OpsExport, TableBuild, TableInfo, arch_latency, export_ops,
-                         import_results, table_info, validate_table)
+from nas.latency import (BUSY_TOLERANCE, ArchLatency, LatencyModel, OpsExport, TableBuild, TableInfo, arch_latency,
+                         export_ops, import_results, table_info, validate_table)
 from nas.latency import build_table as _build_table
 from nas.latency import model_for as latency_model
 from nas.latency.build import Bars, Say
@@ -135,11 +135,17 @@ def run_search(search: Search, *, progress: Progress | None = None, measure: boo
         outcome = launch_workers(search, search.settings.workers, progress=progress, say=say)
     else:
         outcome = search.run(progress)
+    # Units a busy machine kept slow through every try are timed again now, unless the user stopped the run.
+    slow = len(search.latency.disturbed_units)
+    busy = {"groups": search.latency.disturbed_groups, "units": slow, "tolerance": BUSY_TOLERANCE,
+            "retimed": not outcome.interrupted,
+            "still_slow": search.retime_disturbed()[1] if not outcome.interrupted else slow}
     outcome.summary = write_report(search.run_dir, outcome.study, search.space, info, latency=search.latency,
                                    measure=measure, extra={"fastest_found": outcome.fastest,
                                                            "latency_margin": search.margin,
                                                            "machine_speed_at_start": search.speed,
                                                            "correction_note": search.fit_note,
+                                                           "busy_unit_groups": busy,
                                                            "search_seconds": round(outcome.elapsed_s, 3),
                                                            "interrupted": outcome.interrupted},
                                    winner_weights=getattr(search.objective, "save_weights", None))

@@ -153,6 +153,13 @@ def _print_outcome(outcome: Any) -> None:
                 level = best["measured_level_ms"]
                 print(f"as timed: the machine ran {low:.2f}-{high:.2f}x the level during the check; a plain timing "
                       f"of the winner reads about {level * low:.1f}-{level * high:.1f} ms at those speeds")
+    busy = summary.get("busy_unit_groups") or {}
+    if busy.get("groups"):
+        again = "timed again after the trials" if busy["retimed"] else "not timed again (the run was interrupted)"
+        still = (f"{busy['still_slow']} slow: their entries are rescaled by the units timed beside them, typically "
+                 f"~20% off under load" if busy["still_slow"] else "all now at the usual speed")
+        print(f"note: {busy['groups']} group(s) of units ({busy['units']} units) were timed while the machine ran "
+              f"over {busy['tolerance']:.0%} slower than usual (another busy process?); {again}, {still}")
     print(f"wrote {outcome.run_dir}: {' '.join(summary['files'])}")
 
 

@@ -5,7 +5,8 @@ entries plus a fitted correction, the table's build, fit and validation, and rem
     model.predict(space, arch)                   # Prediction(ms, low_ms, high_ms, ...)
 
 Modules: `model` (LatencyModel: predict, fill, fit), `timing` (units and
-networks timed at the table's speed level), `fit` (correction choice,
+networks timed at the table's speed level), `anchors` (units already in the
+table, timed beside each new group), `fit` (correction choice,
 symptoms, margin, agreement), `validation`, `tables` (cache folder, which
 table a machine uses), `build` (`nas lut build`), `arch` (one architecture's
 figures for `nas arch stats`), `remote`, `remote_import` and `remote_files`
@@ -24,13 +25,13 @@ from nas.latency.remote_files import (KEY_METADATA, MANIFEST, MANIFEST_COLUMNS, 
 from nas.latency.remote_import import import_results, remote_profile
 from nas.latency.tables import (ENV_LUT_DIR, TableInfo, default_table_dir, default_table_path, model_for, open_table,
                                 table_info)
-from nas.latency.timing import (GROUP_TRIES, NETWORK_GROUP, NETWORK_MEASURE, SHUFFLE_SEED, STATE_TOLERANCE,
-                                UNIT_GROUP, UNIT_MEASURE, MissingEntryError, TableTimer)
+from nas.latency.timing import (BUSY_TOLERANCE, GROUP_TRIES, NETWORK_GROUP, NETWORK_MEASURE, SHUFFLE_SEED,
+                                STATE_TOLERANCE, UNIT_GROUP, UNIT_MEASURE, MissingEntryError, TableTimer)
 from nas.latency.validation import validate, validate_table
 
 __all__ = [
     # prediction and measurement (formerly nas/latency.py)
-    "DEFAULT_MARGIN", "ENV_LUT_DIR", "FIT_SEED_OFFSET", "GROUP_TRIES", "NETWORK_GROUP", "NETWORK_MEASURE",
+    "BUSY_TOLERANCE", "DEFAULT_MARGIN", "ENV_LUT_DIR", "FIT_SEED_OFFSET", "GROUP_TRIES", "NETWORK_GROUP", "NETWORK_MEASURE",
     "SHUFFLE_SEED", "STATE_TOLERANCE", "SYMPTOM", "UNIT_GROUP", "UNIT_MEASURE", "Z90", "LatencyModel",
     "MissingEntryError", "Prediction", "choose_correction", "default_table_dir", "default_table_path", "fit_archs",
     "model_for", "open_table", "symptom", "validate",

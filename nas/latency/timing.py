@@ -8,34 +8,45 @@ the table. Prediction (sums, correction, interval) lives in `nas.latency.model`.
 from __future__ import annotations
 
 import random
+import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from nas.builder import build, build_unit
 from nas.errors import NasError
+from nas.latency.anchors import ANCHOR_BAND, MIN_ANCHORS, AnchorPool, anchor_ratio
 from nas.space import SearchSpace, Unit, plan
 from proxies.latency import DeviceProfile, Entry, LatencyTable, Measurement, measure_modules
 from proxies.latency.reference import NETWORK_PROBE_BAND, PROBE_BAND, Probe, deployed_ratio, level_factor
 
 # What "latency" means everywhere (table entries, fit, validation, `arch stats --measure`, the
 # winner check): the median of warm, back-to-back calls of the module run alone, as
-# torch.utils.benchmark reports it, at the table's speed level (the probe's time when the table's
+# torch.utils.benchmark reports it, at the table's speed level (the probes' times when the table's
 # first group was timed, both probes read together). Units are timed in rotation, a group at a time, to share this machine's
 # second-to-second drift; each visit makes one untimed call (the other members evicted this one's
-# weights) and then a burst of timed calls. Networks are timed alone (NETWORK_GROUP). A probe is
-# timed right before and after every group (the block probe beside units, the network probe beside
-# networks), and a group timed while the machine ran at another speed than the table's level (beyond
-# the probe's own noise) is rescaled to the level. The two levels name one moment of the machine:
-# set apart (units first, networks minutes later), every correction carried the machine's change
-# between the two moments as a scale.
+# weights) and then a burst of timed calls. Networks are timed alone (NETWORK_GROUP).
+# A group of units is put at the level by its anchors (`nas.latency.anchors`): units already in the
+# table, timed as members of the same rotation; the first groups of a new table, with none yet, by
+# the block probe timed right before and after. Networks are put at the level by the network probe,
+# timed around each. A group of units whose anchors read slower than the session's usual speed is
+# timed again after a pause (a load passing): the fastest try is kept, and counted if still slow
+# (`disturbed_groups`); a group beside the probe, when its readings before and after differ. The two
+# levels name one moment of the machine: set apart (units first, networks minutes later), every
+# correction carried the machine's change between the two moments as a scale.
 # Groups of units are drawn in a seeded shuffle, so the units of one network come from many groups.
 UNIT_MEASURE = {"warmup": 1, "min_runs": 3, "burst": 4, "max_rounds": 2, "target_rel_spread": 0.10}
 NETWORK_MEASURE = {"warmup": 2, "min_runs": 4, "burst": 5, "max_rounds": 2, "target_rel_spread": 0.05}
-# A group whose probe readings before and after differ by more than this was timed while the
-# machine changed speed: it is timed again, up to GROUP_TRIES times in all.
+# A group whose probe readings before and after differ by more than STATE_TOLERANCE, or whose
+# anchors read more than BUSY_TOLERANCE slower than the session's usual speed, was timed while the
+# machine changed speed: it is timed again, up to GROUP_TRIES times in all, after RETRY_PAUSE_S x the
+# tries so far. BUSY_TOLERANCE lies between a calm machine's drift and a load: anchors read
+# 0.94-1.18x calm and 1.79-3.12x under load in benchmarks/anchor_tracking.py (0.72-1.14x and
+# 1.72-3.22x in an earlier run of the same experiment).
 STATE_TOLERANCE = 0.10
+BUSY_TOLERANCE = 0.30
 GROUP_TRIES = 3
+RETRY_PAUSE_S = 1.0
 UNIT_GROUP = 32  # units timed together (a few seconds); a killed build loses at most this group
 # Networks are timed alone, between two probe readings: in rotation with 7 others they read 4%
 # above torch.utils.benchmark on the same network at the same machine speed (their weights compete
@@ -86,7 +97,9 @@ class TableTimer:
     Kept for the caller after each call: the raw medians as timed (`last_raw`), the probe's spread
     (`last_drift_cv`), the machine's speed against the level (`last_speed`) and each network's
     spread between passes (`last_pass_spread`); every probe reading of the session
-    (`probe_readings`, `network_probe_readings`) and how many groups were timed again (`retimed_groups`).
+    (`probe_readings`, `network_probe_readings`), every group's anchor ratio (`anchor_ratios`), how many
+    groups were timed again (`retimed_groups`) and how many were kept off the usual speed after
+    every try (`disturbed_groups`).
     """
 
     def __init__(self, table: LatencyTable, *, measure_options: Mapping[str, Any] | None = None,
@@ -101,7 +114,11 @@ class TableTimer:
         self.last_speed: float | None = None  # median probe reading / table level over the last call's groups
         self.probe_readings: list[float] = []  # every block probe reading of this session (ms)
         self.network_probe_readings: list[float] = []  # every network probe reading of this session (ms)
+        self.anchor_ratios: list[float] = []  # each anchored group's speed against the level (> 1: slower)
         self.retimed_groups = 0  # groups timed again because the machine changed speed during them
+        self.disturbed_groups = 0  # groups of units kept, after every try, off the session's usual speed
+        self.disturbed_units: dict[str, Unit] = {}  # their units, until `retime_disturbed` times them again
+        self.anchors = AnchorPool(table)
         self.group_tries = GROUP_TRIES  # benchmarks/network_repeatability.py compares other values
         self._probe: Probe | None = None
         self._network_probe: Probe | None = None
@@ -171,6 +188,8 @@ class TableTimer:
         probe, readings = (self.network_probe_ms, self.network_probe_readings) if network else \
             (self.probe_ms, self.probe_readings)
         for attempt in range(self.group_tries):
+            if attempt:
+                time.sleep(RETRY_PAUSE_S * attempt)
             before = probe()
             figures = measure_modules(items, self.profile, copy=False, as_deployed=network, **options)
             after = probe()
@@ -193,20 +212,69 @@ class TableTimer:
         now = float(np.median(self.network_probe_readings))
         return 1 / level_factor(self.table.network_reference.ms, now, NETWORK_PROBE_BAND)
 
-    def measure_units(self, space: SearchSpace, units: Sequence[Unit]) -> list[Entry]:
-        """Time `units` together in rotation beside the probe, at the table's level, and record them."""
+    def _timed_with_anchors(self, items: list, anchor_entries_ms: Sequence[float]) -> tuple[list[Measurement], float]:
+        """Time (module, shape) items whose last ones are anchors (with these entries) in one rotation;
+        the others' figures and the factor that puts them at the table's level. A group whose anchors
+        read more than BUSY_TOLERANCE slower than the session's usual speed (the median of its groups
+        so far; the level at first) was timed beside a passing load: it is timed again after a pause,
+        and of GROUP_TRIES the fastest try is kept and rescaled. Faster than usual is a calmer moment,
+        kept. A group kept that much slower than the usual speed or the level, whichever is faster,
+        counts in `disturbed_groups` (a load that lasts becomes the usual speed, but its entries are
+        still ~20% off: they are timed again by `retime_disturbed`)."""
+        usual = float(np.median(self.anchor_ratios)) if self.anchor_ratios else 1.0
+        kept: tuple[float, list[Measurement]] | None = None
+        for attempt in range(self.group_tries):
+            if attempt:
+                time.sleep(RETRY_PAUSE_S * attempt)
+            figures = measure_modules(items, self.profile, copy=False, **self.measure_options)
+            split = len(figures) - len(anchor_entries_ms)
+            ratio = anchor_ratio([m.median_ms for m in figures[split:]], anchor_entries_ms)
+            if kept is None or ratio < kept[0]:
+                kept = (ratio, figures[:split])
+            if ratio <= usual * (1 + BUSY_TOLERANCE):
+                break
+            self.retimed_groups += attempt < self.group_tries - 1
+        ratio, figures = kept
+        self.disturbed_groups += ratio > min(usual, 1.0) * (1 + BUSY_TOLERANCE)
+        self.anchor_ratios.append(ratio)
+        return figures, level_factor(1.0, ratio, ANCHOR_BAND)
+
+    def measure_units(self, space: SearchSpace, units: Sequence[Unit], anchored: bool = True) -> list[Entry]:
+        """Time `units` together in rotation beside anchors (or, with too few in the table, the block
+        probe), at the table's level, and record them. `anchored=False`: beside the probe only, for
+        re-timing units whose table is in doubt (its entries would carry their own error back)."""
         if self.profile.remote:
             raise MissingEntryError(
                 f"{self.table.path or 'the table'}: no latency for unit '{units[0].text}', and this table was "
                 f"imported from {self.profile.device} ({self.profile.backend}): time the missing units there "
                 f"(`nas lut export-ops`) and import them again")
-        modules = [(build_unit(u.key, space.norm), u.key.input_shape) for u in units]
-        figures, factor = self._timed_with_probe(modules, self.measure_options)
+        anchors = self.anchors.draw(space, exclude=[u.text for u in units]) if anchored else []
+        if len(anchors) < MIN_ANCHORS:
+            anchors = []
+        modules = [(build_unit(u.key, space.norm), u.key.input_shape) for u in [*units, *anchors]]
+        if anchors:
+            disturbed = self.disturbed_groups
+            figures, factor = self._timed_with_anchors(modules, [self.table.entries[a.text].ms for a in anchors])
+            if self.disturbed_groups > disturbed:
+                self.disturbed_units.update((u.text, u) for u in units)
+        else:
+            figures, factor = self._timed_with_probe(modules, self.measure_options)
         entries = [Entry(ms=m.median_ms * factor, spread_ms=m.spread_ms * factor, runs=m.runs, rounds=m.rounds)
                    for m in figures]
         for unit, entry in zip(units, entries):
             self.table.add(unit.text, entry)
+        self.anchors.add(u for u in units if u.text not in self.disturbed_units)  # a slowed group anchors no other
         return entries
+
+    def retime_disturbed(self, space: SearchSpace) -> tuple[int, int]:
+        """Time again the units whose groups stayed slower than usual after every try (their entries were
+        rescaled by anchors, about 20% off under load, benchmarks/anchor_tracking.py): once the load
+        has passed they are right. Returns how many were timed and how many stayed slow again."""
+        units = list(self.disturbed_units.values())
+        self.disturbed_units = {}
+        for batch in batches(units, UNIT_GROUP):
+            self.measure_units(space, batch)
+        return len(units), len(self.disturbed_units)
 
     def measure_unit(self, unit: Unit, space: SearchSpace) -> Entry:
         """Measure one unit and record it."""

@@ -337,6 +337,17 @@ class Search:
         return SearchOutcome(study=self.study, run_dir=self.run_dir, storage_url=self.storage_url, stats=self.stats,
                              elapsed_s=result.elapsed_s, interrupted=result.interrupted, fastest=self.fastest)
 
+    def retime_disturbed(self) -> tuple[int, int]:
+        """After the trials: time again the units a busy machine kept slow through every try, so the
+        table keeps calm figures for them (`TableTimer.retime_disturbed`); (timed, still slow)."""
+        if not self.latency.disturbed_units:
+            return 0, 0
+        try:
+            with self._table_journal():
+                return self.latency.retime_disturbed(self.space)
+        finally:
+            self._save_table()
+
     def _save_table(self) -> None:
         """Keep what this run measured and counted (no-ops when nothing is new or nothing has a file)."""
         self.cost.save()
