@@ -78,6 +78,11 @@ def _print_validation(space: str, report: dict[str, Any], correction: Any) -> No
               f"between its {report['passes']} passes")
     if report["advice"]:
         print(f"  note           {report['advice']}")
+    busy = report["busy_unit_groups"]
+    if busy["groups"]:
+        print(f"  note           {busy['groups']} group(s) of units were timed while the machine ran slower than usual "
+              f"(another busy process?); their {busy['units']} units were timed again after the networks, "
+              f"{busy['still_slow']} still slow")
     if correction:
         print(f"  correction     {describe(correction)}; fit networks are never validated")
     print("  worst cases:")

@@ -203,3 +203,36 @@ def test_a_search_times_again_what_a_busy_machine_kept_slow_and_says_so(machine,
     assert (f"note: {busy['groups']} group(s) of units ({busy['units']} units) were timed while the machine ran over 30% "
             f"slower than usual (another busy process?); timed again after the trials, all now at the "
             f"usual speed") in capsys.readouterr().out
+
+
+def test_validation_times_again_what_a_busy_machine_slowed_and_predicts_again(monkeypatch, machine, space, model,
+                                                                               halves, capsys) -> None:
+    """`nas lut validate` on a half-filled table while a load slows units 3x: the predictions fill the rest
+    lazily; the load has gone by the time the networks are measured, so the slowed units are timed again
+    then and the networks predicted again from them: exact agreement, and the report says so."""
+    from latency_helpers import FakeNetwork, fake_networks, units_sum
+    from nas.latency import validate
+
+    fake_networks(monkeypatch)
+    unit_measure = machine.measure
+
+    def measure(items, profile, **options):
+        if isinstance(items[0][0], FakeNetwork):
+            machine.units = 1.0  # the load has passed
+            return [Measurement(median_ms=units_sum(space, m.arch), spread_ms=0.0, runs=10, rounds=1, discarded=0)
+                    for m, _ in items]
+        return unit_measure(items, profile, **options)
+
+    monkeypatch.setattr(timing, "measure_modules", measure)
+    model.fill(space, halves[0])
+    machine.units = 3.0
+    report = validate(model, space, n=6, passes=1)
+    busy = report["busy_unit_groups"]
+    assert busy["groups"] >= 1 and busy["units"] >= 1 and busy["still_slow"] == 0
+    assert report["within_10pct"] == 1.0 and report["mape"] == pytest.approx(0, abs=1e-9)
+    from nas.cli.lut import _print_validation
+
+    _print_validation(space.name, report, None)
+    assert (f"note           {busy['groups']} group(s) of units were timed while the machine ran slower than usual "
+            f"(another busy process?); their {busy['units']} units were timed again after the networks, 0 still "
+            f"slow") in capsys.readouterr().out
