@@ -64,4 +64,3 @@ def anchor_ratio(anchor_ms: Iterable[float], entries_ms: Iterable[float]) -> flo
     """How much slower than the table's level the group ran: the median of each anchor's time now
     over its entry (> 1: slower now)."""
     return float(np.median([now / entry for now, entry in zip(anchor_ms, entries_ms)]))
-

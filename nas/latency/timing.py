@@ -212,15 +212,17 @@ class TableTimer:
         now = float(np.median(self.network_probe_readings))
         return 1 / level_factor(self.table.network_reference.ms, now, NETWORK_PROBE_BAND)
 
-    def _timed_with_anchors(self, items: list, anchor_entries_ms: Sequence[float]) -> tuple[list[Measurement], float]:
+    def _timed_with_anchors(self, items: list, anchor_entries_ms: Sequence[float]
+                            ) -> tuple[list[Measurement], float, bool]:
         """Time (module, shape) items whose last ones are anchors (with these entries) in one rotation;
-        the others' figures and the factor that puts them at the table's level. A group whose anchors
+        the others' figures, the factor that puts them at the table's level, and whether the group
+        stayed slowed. A group whose anchors
         read more than BUSY_TOLERANCE slower than the session's usual speed (the median of its groups
         so far; the level at first) was timed beside a passing load: it is timed again after a pause,
         and of GROUP_TRIES the fastest try is kept and rescaled. Faster than usual is a calmer moment,
         kept. A group kept that much slower than the usual speed or the level, whichever is faster,
-        counts in `disturbed_groups` (a load that lasts becomes the usual speed, but its entries are
-        still ~20% off: they are timed again by `retime_disturbed`)."""
+        stayed slowed (a load that lasts becomes the usual speed, but its entries are still ~20% off:
+        they are timed again by `retime_disturbed`)."""
         usual = float(np.median(self.anchor_ratios)) if self.anchor_ratios else 1.0
         kept: tuple[float, list[Measurement]] | None = None
         for attempt in range(self.group_tries):
@@ -235,9 +237,8 @@ class TableTimer:
                 break
             self.retimed_groups += attempt < self.group_tries - 1
         ratio, figures = kept
-        self.disturbed_groups += ratio > min(usual, 1.0) * (1 + BUSY_TOLERANCE)
         self.anchor_ratios.append(ratio)
-        return figures, level_factor(1.0, ratio, ANCHOR_BAND)
+        return figures, level_factor(1.0, ratio, ANCHOR_BAND), ratio > min(usual, 1.0) * (1 + BUSY_TOLERANCE)
 
     def measure_units(self, space: SearchSpace, units: Sequence[Unit], anchored: bool = True) -> list[Entry]:
         """Time `units` together in rotation beside anchors (or, with too few in the table, the block
@@ -253,9 +254,10 @@ class TableTimer:
             anchors = []
         modules = [(build_unit(u.key, space.norm), u.key.input_shape) for u in [*units, *anchors]]
         if anchors:
-            disturbed = self.disturbed_groups
-            figures, factor = self._timed_with_anchors(modules, [self.table.entries[a.text].ms for a in anchors])
-            if self.disturbed_groups > disturbed:
+            entries_ms = [self.table.entries[a.text].ms for a in anchors]
+            figures, factor, slowed = self._timed_with_anchors(modules, entries_ms)
+            if slowed:
+                self.disturbed_groups += 1
                 self.disturbed_units.update((u.text, u) for u in units)
         else:
             figures, factor = self._timed_with_probe(modules, self.measure_options)
