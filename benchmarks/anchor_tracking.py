@@ -20,10 +20,12 @@ and both readings; then, over the loaded groups, the median and 90th percentile 
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import subprocess
 import sys
 import time
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -46,19 +48,27 @@ LOADS = {
 SETTLE_S = 1.5  # a load runs this long before its group is timed (torch's import included)
 
 
-def timed_group(runners_items, profile, probe: Probe, load: list[str]) -> dict:
-    """One group timed in rotation between two probe readings, with `load` running beside it."""
-    procs = [subprocess.Popen([sys.executable, "-c", code]) for code in load]
+@contextlib.contextmanager
+def running(load: str) -> Iterator[None]:
+    """The processes of `load` (a LOADS name; anything else: none) run inside the block, started
+    SETTLE_S before it and killed after it."""
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for code in LOADS.get(load, [])]
     try:
         if procs:
             time.sleep(SETTLE_S)
-        before = probe.time_ms()
-        figures = measure_modules(runners_items, profile, copy=False, **UNIT_MEASURE)
-        after = probe.time_ms()
+        yield
     finally:
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+def timed_group(runners_items, profile, probe: Probe, load: str) -> dict:
+    """One group timed in rotation between two probe readings, with `load` running beside it."""
+    with running(load):
+        before = probe.time_ms()
+        figures = measure_modules(runners_items, profile, copy=False, **UNIT_MEASURE)
+        after = probe.time_ms()
     return {"probe": (before * after) ** 0.5, "units": [m.median_ms for m in figures]}
 
 
@@ -102,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     schedule = ["calm"] + [c for _ in range(args.rounds) for load in args.loads for c in (load, "calm")]
     groups = []
     for i, cond in enumerate(schedule, 1):
-        groups.append({"load": cond, **timed_group(items, profile, probe, LOADS.get(cond, []))})
+        groups.append({"load": cond, **timed_group(items, profile, probe, cond)})
         print(f"  group {i}/{len(schedule)} {cond}: probe {groups[-1]['probe']:.2f} ms, "
               f"units' sum {sum(groups[-1]['units']):.1f} ms", flush=True)
     calm = [g for g in groups if g["load"] == "calm"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import itertools
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from benchmarks._common import finish, parse, parser
-from benchmarks.anchor_tracking import LOADS, SETTLE_S
+from benchmarks.anchor_tracking import running
 from nas.latency import LatencyModel, open_table
 from nas.space import load_space, plan, sample
 from nas.stats import spearman
@@ -86,18 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     for i, (arch, load) in enumerate(zip(archs, itertools.cycle(CYCLE))):
         units = anchored.missing(space, plan(space, arch).units)
         new += [u.text for u in units]
-        procs = [subprocess.Popen([sys.executable, "-c", code]) for code in LOADS.get(load, [])]
-        try:
-            if procs:
-                time.sleep(SETTLE_S)
+        with running(load):
             order = [(anchored, True), (probed, False)][:: 1 if i % 2 == 0 else -1]
             for model, with_anchors in order:
                 if units:
                     model.measure_units(space, units, anchored=with_anchors)
-        finally:
-            for proc in procs:
-                proc.kill()
-                proc.wait()
         print(f"  network {i + 1}/{len(archs)} ({load}): {len(units)} new units, {time.monotonic() - began:.0f} s",
               flush=True)
 
