@@ -10,35 +10,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-import yaml
 
 from nas.cli import main
-from nas.errors import ArchError, NasError, SpaceError
+from nas.errors import NasError, SpaceError
 from nas.ops import block_fields, op_names
-from nas.space import Arch, decisions, load_space, plan, sample
-
-# A valid space: 3 stages, 6 decisions (s2.depth, s2.width, s2.b{0,1}.{kernel,expand}).
-BASE: dict[str, Any] = {
-    "name": "tiny",
-    "resolution": 32,
-    "num_classes": 10,
-    "stem": {"out": 8, "kernel": 3, "stride": 2, "act": "relu"},
-    "stages": [
-        {"name": "s1", "stride": 1, "depth": 1, "width": 8,
-         "block": {"op": "inverted_residual", "kernel": 3, "expand": 1}},
-        {"name": "s2", "stride": 2, "depth": [1, 2], "width": [16, 24],
-         "block": {"op": "inverted_residual", "kernel": [3, 5], "expand": [3, 6]}},
-        {"name": "s3", "stride": 2, "depth": 2, "width": 32,
-         "block": {"op": "inverted_residual", "kernel": 3, "expand": 4}},
-    ],
-    "head": {"pool": "avg"},
-}
-
-# A fixed architecture that is a point of BASE (s2: depth 2, width 24, kernel 5, expand 6).
-BACKBONE: dict[str, Any] = copy.deepcopy(BASE)
-BACKBONE["name"] = "tiny-fixed"
-BACKBONE["stages"][1] = {"name": "s2", "stride": 2, "depth": 2, "width": 24,
-                         "block": {"op": "inverted_residual", "kernel": 5, "expand": 6}}
+from nas.space import decisions, load_space
+from space_helpers import BACKBONE, BASE, dump
 
 TOP = "name, in_channels, num_classes, resolution, width_mult, channel_divisor, norm, stem, stages, head, backbone"
 # every declared block field and stage op: operator files add theirs, so the lists come from the registry
@@ -173,10 +150,6 @@ CASES: list[tuple[str, Callable[[dict], None], str]] = [
     ("default-name-taken", lambda d: (d["stages"][0].update(name="s2"), d["stages"][1].pop("name")),
      "stages[1].name: 's2' is used by an earlier stage"),  # stage 1's default name is s2
 ]
-
-
-def dump(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 def load_error(path: Path) -> str:
@@ -356,52 +329,3 @@ def test_cli_arch_stats_on_a_space(write_yaml, capsys) -> None:
     assert out == ""
     assert err == (f"error: {path}: not a fixed architecture: 6 decisions left (e.g. s2.depth); "
                    "pick one with `nas arch sample`\n")
-
-
-# ---- ArchError: values that do not fit the space ----
-
-@pytest.fixture
-def base_space(write_yaml):
-    return load_space(write_yaml(dump(BASE)))
-
-
-def test_plan_value_not_a_choice(base_space) -> None:
-    values = dict(sample(base_space, 0), **{"s2.width": 20})
-    with pytest.raises(ArchError) as info:
-        plan(base_space, values)
-    assert str(info.value) == f"{base_space.file}: s2.width: 20 is not one of [16, 24]"
-    with pytest.raises(ArchError) as info:
-        Arch.of(values, base_space)
-    assert str(info.value) == f"{base_space.file}: s2.width: 20 is not one of [16, 24]"
-
-
-def test_plan_missing_decision(base_space) -> None:
-    values = {k: v for k, v in sample(base_space, 0).items() if k != "s2.b0.kernel"}
-    message = f"{base_space.file}: the architecture gives no value for decision 's2.b0.kernel'"
-    with pytest.raises(ArchError) as info:
-        plan(base_space, values)
-    assert str(info.value) == message
-    with pytest.raises(ArchError) as info:
-        Arch.of(values, base_space)
-    assert str(info.value) == message
-
-
-def test_arch_of_unknown_decision(base_space) -> None:
-    with pytest.raises(ArchError) as info:
-        Arch.of(dict(sample(base_space, 0), **{"s2.b0.groups": 2}), base_space)
-    assert str(info.value) == f"{base_space.file}: unknown decision 's2.b0.groups'"
-
-
-def test_arch_of_rejects_bool_for_int(write_yaml) -> None:
-    data = copy.deepcopy(BASE)
-    data["stages"][1]["block"]["kernel"] = [1, 3]
-    space = load_space(write_yaml(dump(data)))
-    values = dict(sample(space, 0), **{"s2.b0.kernel": True})  # True == 1, but it is not a kernel size
-    with pytest.raises(ArchError) as info:
-        Arch.of(values, space)
-    assert str(info.value) == f"{space.file}: s2.b0.kernel: True is not one of [1, 3]"
-
-
-def test_arch_of_accepts_a_sample(base_space) -> None:
-    arch = sample(base_space, 3)
-    assert Arch.of(dict(arch), base_space) == arch
