@@ -85,6 +85,7 @@ def table_by_search(args, folder: Path) -> tuple[LatencyModel, dict]:
     best = result.summary.get("best") or {}
     return model, {"search_minutes": seconds / 60, "search_winner": best,
                    "search_machine_speed": result.summary.get("machine_speed"),
+                   "busy_unit_groups": result.summary.get("busy_unit_groups"),
                    "entries_after_search": len(model.table)}
 
 

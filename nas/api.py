@@ -18,7 +18,7 @@ import pandas as pd
 
 from nas.cost import CostModel
 from nas.errors import NasError
-from nas.latency import (BUSY_TOLERANCE, ArchLatency, LatencyModel, OpsExport, TableBuild, TableInfo, arch_latency,
+from nas.latency import (ArchLatency, LatencyModel, OpsExport, TableBuild, TableInfo, arch_latency,
                          export_ops, import_results, table_info, validate_table)
 from nas.latency import build_table as _build_table
 from nas.latency import model_for as latency_model
@@ -136,10 +136,7 @@ def run_search(search: Search, *, progress: Progress | None = None, measure: boo
     else:
         outcome = search.run(progress)
     # Units a busy machine kept slow through every try are timed again now, unless the user stopped the run.
-    slow = len(search.latency.disturbed_units)
-    busy = {"groups": search.latency.disturbed_groups, "units": slow, "tolerance": BUSY_TOLERANCE,
-            "retimed": not outcome.interrupted,
-            "still_slow": search.retime_disturbed()[1] if not outcome.interrupted else slow}
+    busy = search.settle_disturbed(retime=not outcome.interrupted)
     outcome.summary = write_report(search.run_dir, outcome.study, search.space, info, latency=search.latency,
                                    measure=measure, extra={"fastest_found": outcome.fastest,
                                                            "latency_margin": search.margin,

@@ -46,3 +46,15 @@ def latency_model(args: argparse.Namespace, *, path: str | None = None, measure_
 
     return model_for(args.backend, args.threads, args.batch_size, path or getattr(args, "lut", None) or None,
                      measure_missing)
+
+
+def busy_note(busy: dict[str, Any], after: str) -> str | None:
+    """One line on the groups of units a busy machine slowed (`busy_unit_groups` of a search summary or a
+    validation report), or None when there were none; `after` says when they were timed again."""
+    if not busy.get("groups"):
+        return None
+    again = f"timed again after {after}" if busy["retimed"] else "not timed again (the run was interrupted)"
+    still = (f"{busy['still_slow']} slow: their entries are rescaled by the units timed beside them, typically "
+             f"~20% off under load" if busy["still_slow"] else "all now at the usual speed")
+    return (f"{busy['groups']} group(s) of units ({busy['units']} units) were timed while the machine ran over "
+            f"{busy['tolerance']:.0%} slower than usual (another busy process?); {again}, {still}")

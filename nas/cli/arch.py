@@ -5,7 +5,7 @@ import argparse
 import json
 from typing import Any
 
-from nas.cli._common import add_profile_options, latency_model
+from nas.cli._common import add_profile_options, busy_note, latency_model
 
 
 def _arch_stats(args: argparse.Namespace) -> int:
@@ -35,6 +35,7 @@ def _latency_fields(stats: Any, blocks: list[dict[str, Any]], measured: bool) ->
     out: dict[str, Any] = {"latency_profile": stats.profile, "predicted_latency_ms": stats.predicted.ms,
                            "predicted_interval_ms": [stats.predicted.low_ms, stats.predicted.high_ms],
                            "latency_sum_ms": stats.sum_ms, "latency_corrected": stats.corrected}
+    out["busy_unit_groups"] = stats.busy_unit_groups
     if measured:
         out.update(measured_latency_ms=stats.measured_ms, measured_raw_ms=stats.measured_raw_ms,
                    machine_speed=stats.machine_speed, measured_pass_cv=stats.measured_pass_cv)
@@ -51,6 +52,9 @@ def _print_latency(info: dict[str, Any]) -> None:
             f"{speed:.2f}x {'slower' if speed > 1 else 'faster'} than the table's level"
         print(f"  measured {info['measured_latency_ms']:.2f} ms at the table's level (as timed now: "
               f"{info['measured_raw_ms']:.2f} ms, the machine running {pace})")
+    note = busy_note(info["busy_unit_groups"] or {}, "the network" if "measured_latency_ms" in info else "the fill")
+    if note:
+        print(f"  note: {note}")
 
 
 def _print_blocks(blocks: list[dict[str, Any]]) -> None:

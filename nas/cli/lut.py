@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from nas.cli._common import add_profile_options, bars, latency_model, progress, say
+from nas.cli._common import add_profile_options, bars, busy_note, latency_model, progress, say
 from nas.errors import NasError
 
 
@@ -78,11 +78,9 @@ def _print_validation(space: str, report: dict[str, Any], correction: Any) -> No
               f"between its {report['passes']} passes")
     if report["advice"]:
         print(f"  note           {report['advice']}")
-    busy = report["busy_unit_groups"]
-    if busy["groups"]:
-        print(f"  note           {busy['groups']} group(s) of units were timed while the machine ran slower than usual "
-              f"(another busy process?); their {busy['units']} units were timed again after the networks, "
-              f"{busy['still_slow']} still slow")
+    note = busy_note(report["busy_unit_groups"], "the networks")
+    if note:
+        print(f"  note           {note}")
     if correction:
         print(f"  correction     {describe(correction)}; fit networks are never validated")
     print("  worst cases:")

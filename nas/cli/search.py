@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any
 
-from nas.cli._common import add_profile_options, bars, latency_model, say
+from nas.cli._common import add_profile_options, bars, busy_note, latency_model, say
 from nas.search.objectives import objective_names
 from nas.search.samplers import sampler_help
 
@@ -153,13 +153,9 @@ def _print_outcome(outcome: Any) -> None:
                 level = best["measured_level_ms"]
                 print(f"as timed: the machine ran {low:.2f}-{high:.2f}x the level during the check; a plain timing "
                       f"of the winner reads about {level * low:.1f}-{level * high:.1f} ms at those speeds")
-    busy = summary.get("busy_unit_groups") or {}
-    if busy.get("groups"):
-        again = "timed again after the trials" if busy["retimed"] else "not timed again (the run was interrupted)"
-        still = (f"{busy['still_slow']} slow: their entries are rescaled by the units timed beside them, typically "
-                 f"~20% off under load" if busy["still_slow"] else "all now at the usual speed")
-        print(f"note: {busy['groups']} group(s) of units ({busy['units']} units) were timed while the machine ran "
-              f"over {busy['tolerance']:.0%} slower than usual (another busy process?); {again}, {still}")
+    note = busy_note(summary.get("busy_unit_groups") or {}, "the trials")
+    if note:
+        print(f"note: {note}")
     print(f"wrote {outcome.run_dir}: {' '.join(summary['files'])}")
 
 

@@ -15,7 +15,7 @@ figures for `nas arch stats`), `remote`, `remote_import` and `remote_files`
 from __future__ import annotations
 
 from nas.latency.arch import ArchLatency, arch_latency
-from nas.latency.build import Bars, Say, TableBuild, build_table
+from nas.latency.build import Bars, Say, TableBuild, build_table, no_bars
 from nas.latency.fit import (DEFAULT_MARGIN, FIT_SEED_OFFSET, SYMPTOM, Z90, agreement, choose_correction, describe,
                              fit_archs, fitted_correction, margin, symptom)
 from nas.latency.model import LatencyModel, Prediction
@@ -41,5 +41,5 @@ __all__ = [
     "OpsExport", "RemoteError", "export_ops", "import_results", "read_manifest", "remote_profile", "sampled_units",
     # new homes: the correction's statistics, the table build, one architecture's figures
     "ArchLatency", "Bars", "Say", "TableBuild", "TableInfo", "TableTimer", "agreement", "arch_latency", "build_table",
-    "describe", "fitted_correction", "margin", "table_info", "validate_table",
+    "describe", "fitted_correction", "margin", "no_bars", "table_info", "validate_table",
 ]

@@ -2,7 +2,7 @@
 optionally the whole network measured end to end; the table is saved whatever happens."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from nas.latency.model import LatencyModel, Prediction
@@ -22,6 +22,7 @@ class ArchLatency:
     measured_raw_ms: float | None = None  # the same, as timed now
     machine_speed: float | None = None  # this session against the table's level (> 1: slower now)
     measured_pass_cv: float | None = None  # spread of the end-to-end figure between its passes
+    busy_unit_groups: dict[str, Any] | None = None  # units a busy machine slowed while filled (`settle_disturbed`)
 
 
 def arch_latency(model: LatencyModel, space: SearchSpace, arch: Mapping[str, Any] | None = None, *,
@@ -30,13 +31,18 @@ def arch_latency(model: LatencyModel, space: SearchSpace, arch: Mapping[str, Any
     units = plan(space, arch or {}).units
     try:
         model.fill(space, list(units))
-        unit_ms = [model.unit_ms(unit, space) for unit in units]
-        out = ArchLatency(profile=model.profile.id, unit_ms=unit_ms, predicted=model.predict(space, arch),
-                          sum_ms=model.sum_ms(space, arch), corrected=model.table.correction is not None)
+        measured = {}
         if measure:
             (ms,) = model.measure_networks(space, [arch or {}], passes=3)
-            out = replace(out, measured_ms=ms, measured_raw_ms=model.last_raw[0], machine_speed=model.last_speed,
-                          measured_pass_cv=model.last_pass_spread[0])
+            measured = {"measured_ms": ms, "measured_raw_ms": model.last_raw[0], "machine_speed": model.last_speed,
+                        "measured_pass_cv": model.last_pass_spread[0]}
+        # Units a busy machine kept slow through every try are timed once more (after the network's
+        # timing, when there is one, so a passing load has had time to go) before predicting from them.
+        busy = model.settle_disturbed(space)
+        unit_ms = [model.unit_ms(unit, space) for unit in units]
+        out = ArchLatency(profile=model.profile.id, unit_ms=unit_ms, predicted=model.predict(space, arch),
+                          sum_ms=model.sum_ms(space, arch), corrected=model.table.correction is not None,
+                          busy_unit_groups=busy, **measured)
     finally:
         model.table.save()
     return out

@@ -20,6 +20,10 @@ Bar = Callable[[Iterable], Iterable]
 Bars = Callable[[str, str], Bar | None]  # (description, unit name) -> a loop wrapper, or None for no bar
 
 
+def no_bars(desc: str, unit: str) -> None:
+    """The `Bars` used when a caller passes none: no loop is wrapped."""
+
+
 @dataclass(frozen=True)
 class TableBuild:
     """What `build_table` did: the units it found and measured, the table it saved, the fit."""
@@ -49,7 +53,7 @@ def build_table(model: LatencyModel, space: SearchSpace, *, fit: int = 20, refit
     the per-unit cost counts there, so a search after a build never traces a unit).
     """
     say = say or _quiet
-    bar = bars or (lambda desc, unit: None)
+    bar = bars or no_bars
     units = list(unique_units(space).values())
     todo = model.missing(space, units)
     say(f"{space.name}: {len(units)} unique units, {len(units) - len(todo)} already in "

@@ -278,6 +278,15 @@ class TableTimer:
             self.measure_units(space, batch)
         return len(units), len(self.disturbed_units)
 
+    def settle_disturbed(self, space: SearchSpace, retime: bool = True) -> dict[str, Any]:
+        """What a busy machine did to this session's units, for a report (`busy_unit_groups`): the groups
+        kept slowed, their units, the tolerance, and, when `retime`, how many stayed slow when timed again
+        (`retime_disturbed`); without it they all count as still slow."""
+        groups, units = self.disturbed_groups, len(self.disturbed_units)
+        still = self.retime_disturbed(space)[1] if retime and units else units
+        return {"groups": groups, "units": units, "tolerance": BUSY_TOLERANCE, "retimed": retime,
+                "still_slow": still}
+
     def measure_unit(self, unit: Unit, space: SearchSpace) -> Entry:
         """Measure one unit and record it."""
         return self.measure_units(space, [unit])[0]

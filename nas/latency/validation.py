@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from nas.latency.build import Bars, Say
+from nas.latency.build import Bars, Say, no_bars
 from nas.latency.fit import agreement
 from nas.latency.model import LatencyModel
 from nas.space import SearchSpace, encode, sample
@@ -43,9 +43,8 @@ def validate(model: LatencyModel, space: SearchSpace, n: int, seed: int = 0, pas
     measured = model.measure_networks(space, archs, passes, progress)
     # Units a busy machine slowed while they were filled (by the fit or the predictions above) are
     # timed again now, minutes later, and the predictions made again from them.
-    slowed, groups = len(model.disturbed_units), model.disturbed_groups
-    if slowed:
-        model.retime_disturbed(space)
+    busy = model.settle_disturbed(space)
+    if busy["units"]:
         predicted = [model.predict_ms(space, arch) for arch in archs]
     rows = [{"arch": encode(space, a), "predicted_ms": p, "measured_ms": m, "measured_raw_ms": r, "error": p / m - 1}
             for a, p, m, r in zip(archs, predicted, measured, model.last_raw)]
@@ -65,7 +64,7 @@ def validate(model: LatencyModel, space: SearchSpace, n: int, seed: int = 0, pas
         # measurement itself, which no table can beat.
         "measurement_cv": cv,
         "advice": noisy_machine_advice(cv, passes),
-        "busy_unit_groups": {"groups": groups, "units": slowed, "still_slow": len(model.disturbed_units)},
+        "busy_unit_groups": busy,
         "drift_cv": model.last_drift_cv,
         "speed": model.last_speed,
         "correction": None if c is None else c.to_dict(),
@@ -82,7 +81,7 @@ def validate_table(model: LatencyModel, space: SearchSpace, samples: int, *, see
     """`nas lut validate`: fit a correction on `fit` networks first if the table has none (or `refit`),
     then `validate` on `samples` others; the table is saved whatever happens. `say` hears a fit's
     symptom, `bars(desc, unit)` may wrap the loops in progress bars."""
-    bar = bars or (lambda desc, unit: None)
+    bar = bars or no_bars
     try:
         if (model.table.correction is None or refit) and fit > 0:
             model.fit_correction(space, n=fit, passes=passes, progress=bar("fitting correction", "run"),

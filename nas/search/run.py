@@ -20,7 +20,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.cost import CostModel
-from nas.latency import Bars, LatencyModel
+from nas.latency import Bars, LatencyModel, no_bars
 from nas.search.fastest import TargetUnreachableError, require_reachable
 from nas.search.loop import Progress, SearchStats, run_shared, run_trials
 from nas.search.objective_registry import Metrics
@@ -220,7 +220,7 @@ class Search:
         if say is not None:
             say(f"the latency table has no correction yet: measuring {s.fit} networks end to end to fit one "
                 f"(once per table)")
-        bar = bars or (lambda desc, unit: None)
+        bar = bars or no_bars
         m.fit_correction(self.space, n=s.fit, passes=FIT_PASSES, progress=bar("fitting correction", "run"),
                          unit_progress=bar("measuring units", "unit"))
         self.fit_note = m.last_fit_note
@@ -337,14 +337,14 @@ class Search:
         return SearchOutcome(study=self.study, run_dir=self.run_dir, storage_url=self.storage_url, stats=self.stats,
                              elapsed_s=result.elapsed_s, interrupted=result.interrupted, fastest=self.fastest)
 
-    def retime_disturbed(self) -> tuple[int, int]:
+    def settle_disturbed(self, retime: bool = True) -> dict[str, Any]:
         """After the trials: time again the units a busy machine kept slow through every try, so the
-        table keeps calm figures for them (`TableTimer.retime_disturbed`); (timed, still slow)."""
-        if not self.latency.disturbed_units:
-            return 0, 0
+        table keeps calm figures for them, and say what happened (`TableTimer.settle_disturbed`)."""
+        if not retime or not self.latency.disturbed_units:
+            return self.latency.settle_disturbed(self.space, retime=retime)
         try:
             with self._table_journal():
-                return self.latency.retime_disturbed(self.space)
+                return self.latency.settle_disturbed(self.space)
         finally:
             self._save_table()
 

@@ -233,6 +233,42 @@ def test_validation_times_again_what_a_busy_machine_slowed_and_predicts_again(mo
     from nas.cli.lut import _print_validation
 
     _print_validation(space.name, report, None)
-    assert (f"note           {busy['groups']} group(s) of units were timed while the machine ran slower than usual "
-            f"(another busy process?); their {busy['units']} units were timed again after the networks, 0 still "
-            f"slow") in capsys.readouterr().out
+    assert (f"note           {busy['groups']} group(s) of units ({busy['units']} units) were timed while the "
+            f"machine ran over 30% slower than usual (another busy process?); timed again after the networks, all "
+            f"now at the usual speed") in capsys.readouterr().out
+
+
+def test_arch_stats_times_again_what_a_busy_machine_slowed(monkeypatch, machine, space, model, halves,
+                                                          capsys) -> None:
+    """`nas arch stats` on a half-filled table while a load slows units 3x: the network's missing units
+    are filled slowed; the load has gone when they are timed once more, so the prediction is made
+    from exact entries and the command says so in one line."""
+    import random
+
+    from nas.cli.arch import _latency_fields, _print_latency
+    from nas.latency import arch_latency
+    from nas.space import plan, sample
+
+    model.fill(space, halves[0])
+    filled = set(model.table.entries)
+    rng = random.Random(0)
+    arch = next(a for a in (sample(space, rng) for _ in range(200))
+                if len({u.text for u in plan(space, a).units} - filled) >= 2)
+    machine.units = 3.0
+    retime = LatencyModel.retime_disturbed
+
+    def load_gone(self, space_):
+        machine.units = 1.0
+        return retime(self, space_)
+
+    monkeypatch.setattr(LatencyModel, "retime_disturbed", load_gone)
+    stats = arch_latency(model, space, arch)
+    busy = stats.busy_unit_groups
+    assert busy["groups"] >= 1 and busy["units"] >= 1 and busy["retimed"] and busy["still_slow"] == 0
+    units = plan(space, arch).units
+    assert exact(model, units)
+    assert stats.unit_ms == [pytest.approx(fake_unit_ms(u.key.input_shape)) for u in units]
+    _print_latency(_latency_fields(stats, [{} for _ in units], measured=False))
+    assert (f"note: {busy['groups']} group(s) of units ({busy['units']} units) were timed while the machine ran "
+            f"over 30% slower than usual (another busy process?); timed again after the fill, all now at the "
+            f"usual speed") in capsys.readouterr().out
