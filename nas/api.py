@@ -140,6 +140,7 @@ def run_search(search: Search, *, progress: Progress | None = None, measure: boo
     outcome.summary = write_report(search.run_dir, outcome.study, search.space, info, latency=search.latency,
                                    measure=measure, extra={"fastest_found": outcome.fastest,
                                                            "latency_margin": search.margin,
+                                                           "latency_margin_note": search.margin_note,
                                                            "machine_speed_at_start": search.speed,
                                                            "correction_note": search.fit_note,
                                                            "busy_unit_groups": busy,

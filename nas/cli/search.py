@@ -91,6 +91,8 @@ def _search(args: argparse.Namespace) -> int:
     search = api.prepare_search(args.space, settings, latency, say=say, bars=bars(args.quiet))
     if search.fit_note:
         print(f"warning: {search.fit_note}", file=sys.stderr)
+    if search.margin_note:
+        print(f"warning: {search.margin_note}", file=sys.stderr)
     print(f"latency margin {search.margin:.1%}: feasible means predicted x {1 + search.margin:.3f} <= "
           f"{target:g} ms", file=sys.stderr)
     display = LogProgress(args.objective) if args.quiet else BarProgress(args.objective, latency.table)

@@ -22,6 +22,14 @@ Z90 = 1.645  # a two-sided 90% interval (and a one-sided 95% bound) of a normal 
 # warm loop; not isolated), so a correction within 25% is expected.
 SYMPTOM = 0.25  # |scale - 1|, or the correction's change to a typical network, beyond this
 DEFAULT_MARGIN = 0.05  # the search's latency margin before a table has residuals from unseen networks
+# The most a default margin may be. Beyond it the residuals say the table cannot predict (a fit on a
+# handful of networks timed under load once gave 5102%, which no candidate can meet): the margin is
+# capped and the search says why, instead of silently finding nothing feasible.
+MAX_MARGIN = 0.50
+# Coefficients of each correction model. A model is tried only when every leave-one-out fit has at
+# least two networks per coefficient: on 4 networks the three-term model fitted 3 points exactly and
+# predicted the fourth at ~1% of its time (a residual of +5000%).
+COEFFICIENTS = {"sum": 0, "offset": 1, "affine": 2, "full": 3}
 REBUILD = "rebuild the table (`nas lut build --refit`)"
 # Fit networks' sums that moved less than this when their units were timed again were reproduced:
 # a symptom that remains is then how networks run on this machine, not a timing slip. On a
@@ -70,7 +78,8 @@ def choose_correction(sums: np.ndarray, counts: np.ndarray,
                       measured: np.ndarray) -> tuple[float, float, float, np.ndarray]:
     """Coefficients of the model with the lowest leave-one-out mean absolute percentage error, and
     that model's leave-one-out residuals (measured / predicted - 1 on the network left out)."""
-    models = ["sum", "offset", "affine"] + (["full"] if np.ptp(counts) > 0 else [])
+    models = [m for m in ["sum", "offset", "affine"] + (["full"] if np.ptp(counts) > 0 else [])
+              if len(sums) - 1 >= 2 * COEFFICIENTS[m]]
     best, best_err, best_loo = "sum", float("inf"), np.zeros(len(sums))
     for model in models:
         held_out = np.empty(len(sums))  # each network predicted by the fit on all the others
@@ -120,7 +129,22 @@ def fitted_correction(sums: np.ndarray, counts: np.ndarray, measured: np.ndarray
 
 def margin(c: Correction | None) -> float:
     """The search's default latency margin: the upper end of measured / predicted - 1 on unseen
-    networks (mean + 1.645 sd, one-sided 95%), or DEFAULT_MARGIN before any such figures exist."""
+    networks (mean + 1.645 sd, one-sided 95%) up to MAX_MARGIN, or DEFAULT_MARGIN before any such
+    figures exist."""
+    return min(_residual_bound(c), MAX_MARGIN)
+
+
+def margin_note(c: Correction | None) -> str | None:
+    """One line when the residuals ask for more than MAX_MARGIN (the margin is then capped), else None."""
+    bound = _residual_bound(c)
+    if bound <= MAX_MARGIN:
+        return None
+    return (f"the table's predictions missed unseen networks by up to {bound:+.0%} (residuals on {c.residual_n}: "
+            f"mean {c.residual_mean:+.1%}, sd {c.residual_sd:.1%}), so the default margin is capped at "
+            f"{MAX_MARGIN:.0%}; `nas lut validate --refit` on more networks (--fit 20) gives one to trust")
+
+
+def _residual_bound(c: Correction | None) -> float:
     if c is None or c.residual_n < 4:
         return DEFAULT_MARGIN
     return max(0.0, c.residual_mean + Z90 * c.residual_sd)

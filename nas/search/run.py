@@ -20,7 +20,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.cost import CostModel
-from nas.latency import Bars, LatencyModel, no_bars
+from nas.latency import Bars, LatencyModel, margin_note, no_bars
 from nas.search.fastest import TargetUnreachableError, require_reachable
 from nas.search.loop import Progress, SearchStats, run_shared, run_trials
 from nas.search.objective_registry import Metrics
@@ -226,6 +226,11 @@ class Search:
         self.fit_note = m.last_fit_note
         if s.latency_margin is None:
             self.margin = m.default_margin()
+
+    @property
+    def margin_note(self) -> str | None:
+        """Why the default margin was capped (the table's residuals ask for more), if it was."""
+        return margin_note(self.latency.table.correction) if self.settings.latency_margin is None else None
 
     def check_target(self) -> tuple[dict[str, Any], float]:
         """Refuse a target that no architecture found by a quick descent on the table can meet."""

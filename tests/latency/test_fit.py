@@ -64,3 +64,36 @@ def test_a_scale_the_backend_explains_is_no_symptom() -> None:
     assert latency.symptom(far, typical_ms=2.6, typical_units=21, expected_scale=0.58).startswith(
         "the correction is far from the plain sum (scale 0.300, 0.58 expected on this backend, offset +0.04 ms, "
         "+0.000 ms per unit: -47% on a ~2.6 ms network)")
+
+
+def test_few_networks_cannot_buy_a_fit_that_extrapolates_wildly() -> None:
+    """Four networks: a three-term model fits any three of them exactly and may predict the fourth at a
+    fraction of its time. Each leave-one-out fit needs two networks per coefficient, so four networks
+    get the plain sum or an offset, and eight can have the three-term model."""
+    import numpy as np
+
+    sums = np.array([10.0, 12.0, 14.0, 30.0])
+    counts = np.array([20.0, 16.0, 25.0, 17.0])
+    measured = np.array([11.0, 11.5, 17.0, 29.0])
+    scale, per_unit, offset, loo = choose_correction(sums, counts, measured)
+    assert (scale, per_unit) == (1.0, 0.0) and np.abs(loo).max() < 0.3
+    rng = np.random.default_rng(1)
+    sums8, counts8 = rng.uniform(10, 30, 8), rng.integers(15, 30, 8).astype(float)
+    scale, per_unit, offset, loo = choose_correction(sums8, counts8, 0.8 * sums8 + 0.3 * counts8 + 1.0)
+    assert (scale, per_unit, offset) == pytest.approx((0.8, 0.3, 1.0))
+
+
+def test_the_default_margin_is_capped_and_says_why() -> None:
+    from nas.latency.fit import DEFAULT_MARGIN, MAX_MARGIN, margin_note
+    from proxies.latency import Correction
+
+    def correction(mean, sd, n=20):
+        return Correction(scale=1.0, offset_ms=0.0, n=n, mape=0.05, residual_mean=mean, residual_sd=sd, residual_n=n)
+
+    assert latency.margin(correction(0.02, 0.05)) == pytest.approx(0.02 + 1.645 * 0.05)
+    assert margin_note(correction(0.02, 0.05)) is None and margin_note(None) is None
+    assert latency.margin(None) == DEFAULT_MARGIN
+    wild = correction(49.0, 1.02, n=4)
+    assert latency.margin(wild) == MAX_MARGIN
+    assert margin_note(wild).startswith("the table's predictions missed unseen networks by up to +5068% (residuals "
+                                        "on 4: mean +4900.0%, sd 102.0%), so the default margin is capped at 50%")
