@@ -1,6 +1,7 @@
 """The fastest architecture the table can find, to refuse a target nothing in the space can meet."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from nas.search.target import TargetError, format_latency
@@ -61,8 +62,16 @@ def require_reachable(space: SearchSpace, latency_ms: Callable[[dict[str, Any]],
     arch, ms = fastest_arch(space, latency_ms, budget)
     if ms > budget:
         with_margin = f" with a {margin:.1%} latency margin" if margin else ""
-        hint = "; lower --latency-margin or raise the target" if margin else ""
+        reachable = format_latency(_round_up(ms * (1 + margin)))
+        hint = (f"; lower --latency-margin or raise the target to {reachable} or more" if margin else
+                f"; raise the target to {reachable} or more")
         raise TargetUnreachableError(
             f"no architecture in {space.file} meets {format_latency(target_ms)} on {profile_id}{with_margin}: "
             f"the smallest predicted is {ms:.2f} ms ({encode(space, arch)}){hint}")
     return arch, ms
+
+
+def _round_up(ms: float) -> float:
+    """Up to two significant figures, for a target to suggest: 29.98 -> 30, 0.1785 -> 0.18."""
+    step = 10.0 ** (math.floor(math.log10(ms)) - 1)
+    return round(math.ceil(ms / step - 1e-9) * step, 12)

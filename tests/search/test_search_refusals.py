@@ -44,10 +44,11 @@ def earlier_run(tmp_path_factory) -> tuple[Path, Path, Path, dict[str, str]]:
     (["--target-latency", "0s"], "error: --target-latency: '0s' is not a positive latency"),
     (["--target-latency", "0.05ms"], "error: no architecture in {space} meets 50us on {profile} with a 5.0% latency "
                                      "margin: the smallest predicted is 0.17 ms (r32|s1:d1,w16,b0=sg/k3/e2/se0|s2:d1,"
-                                     "w32,b0=sg/k3/e2); lower --latency-margin or raise the target"),
+                                     "w32,b0=sg/k3/e2); lower --latency-margin or raise the target to 190us or "
+                                     "more"),
     (["--target-latency", "0.05ms", "--latency-margin", "0"], "error: no architecture in {space} meets 50us on "
                                      "{profile}: the smallest predicted is 0.17 ms (r32|s1:d1,w16,b0=sg/k3/e2/se0|s2:"
-                                     "d1,w32,b0=sg/k3/e2)"),
+                                     "d1,w32,b0=sg/k3/e2); raise the target to 180us or more"),
     (["--latency-margin", "150%"], "error: --latency-margin: 1.5 is not a fraction in [0, 1), e.g. 0.05 for 5%"),
     (["--latency-margin", "wide"], "error: --latency-margin: 'wide' is not a fraction or a percentage, e.g. 0.05 "
                                    "or 5%"),
