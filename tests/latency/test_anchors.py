@@ -24,6 +24,18 @@ class SplitMachine:
         monkeypatch.setattr(timing, "measure_modules", self.measure)
         monkeypatch.setattr(timing.time, "sleep", self.pauses.append)
 
+    def load_until_retimed(self, monkeypatch, speed: float = 3.0) -> None:
+        """Units run `speed` x slower from now until `retime_disturbed` starts: a load that has gone by the
+        time a search's trials (or a validation's networks, or an arch's fill) end."""
+        self.units = speed
+        retime = LatencyModel.retime_disturbed
+
+        def load_gone(model, space):
+            self.units = 1.0
+            return retime(model, space)
+
+        monkeypatch.setattr(LatencyModel, "retime_disturbed", load_gone)
+
     def measure(self, items, profile, **_):
         if self.group_speeds is not None:
             self.units = next(self.group_speeds)
@@ -185,14 +197,7 @@ def test_a_search_times_again_what_a_busy_machine_kept_slow_and_says_so(machine,
     from nas.cli.search import _print_outcome
 
     model.fill(space, halves[0])
-    machine.units = 3.0
-    retime = LatencyModel.retime_disturbed
-
-    def load_gone(self, space_):
-        machine.units = 1.0
-        return retime(self, space_)
-
-    monkeypatch.setattr(LatencyModel, "retime_disturbed", load_gone)
+    machine.load_until_retimed(monkeypatch)
     result = api.search(space, "50ms", n_trials=12, seed=0, run_dir=tmp_path / "run", latency=model, measure=False,
                         fit=0)
     busy = result.summary["busy_unit_groups"]
@@ -254,14 +259,7 @@ def test_arch_stats_times_again_what_a_busy_machine_slowed(monkeypatch, machine,
     rng = random.Random(0)
     arch = next(a for a in (sample(space, rng) for _ in range(200))
                 if len({u.text for u in plan(space, a).units} - filled) >= 2)
-    machine.units = 3.0
-    retime = LatencyModel.retime_disturbed
-
-    def load_gone(self, space_):
-        machine.units = 1.0
-        return retime(self, space_)
-
-    monkeypatch.setattr(LatencyModel, "retime_disturbed", load_gone)
+    machine.load_until_retimed(monkeypatch)
     stats = arch_latency(model, space, arch)
     busy = stats.busy_unit_groups
     assert busy["groups"] >= 1 and busy["units"] >= 1 and busy["retimed"] and busy["still_slow"] == 0
