@@ -57,4 +57,5 @@ def busy_note(busy: dict[str, Any], after: str) -> str | None:
     still = (f"{busy['still_slow']} slow: their entries are rescaled by the units timed beside them, typically "
              f"~20% off under load" if busy["still_slow"] else "all now at the usual speed")
     return (f"{busy['groups']} group(s) of units ({busy['units']} units) were timed while the machine ran over "
-            f"{busy['tolerance']:.0%} slower than usual (another busy process?); {again}, {still}")
+            f"{busy['tolerance']:.0%} slower than usual or than when the table was timed (another busy process?); "
+            f"{again}, {still}")
