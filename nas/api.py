@@ -18,8 +18,8 @@ import pandas as pd
 
 from nas.cost import CostModel
 from nas.errors import NasError
-from nas.latency import (ArchLatency, LatencyModel, OpsExport, TableBuild, TableInfo, arch_latency,
-                         export_ops, import_results, table_info, validate_table)
+from nas.latency import (ArchLatency, LatencyModel, OpsExport, TableBuild, TableInfo, arch_latency, export_ops,
+                         import_results, table_info, validate_table)
 from nas.latency import build_table as _build_table
 from nas.latency import model_for as latency_model
 from nas.latency.build import Bars, Say

@@ -33,9 +33,8 @@ __all__ = [
     # prediction and measurement (formerly nas/latency.py)
     "BUSY_TOLERANCE", "DEFAULT_MARGIN", "ENV_LUT_DIR", "FIT_SEED_OFFSET", "GROUP_TRIES", "NETWORK_GROUP",
     "NETWORK_MEASURE", "SHUFFLE_SEED", "STATE_TOLERANCE", "SYMPTOM", "UNIT_GROUP", "UNIT_MEASURE", "Z90",
-    "LatencyModel",
-    "MissingEntryError", "Prediction", "choose_correction", "default_table_dir", "default_table_path", "fit_archs",
-    "model_for", "open_table", "symptom", "validate",
+    "LatencyModel", "MissingEntryError", "Prediction", "choose_correction", "default_table_dir",
+    "default_table_path", "fit_archs", "model_for", "open_table", "symptom", "validate",
     # remote devices (formerly nas/remote.py)
     "KEY_METADATA", "MANIFEST", "MANIFEST_COLUMNS", "OPS", "README", "RESULT_COLUMNS", "SAVE_EVERY", "TEMPLATE",
     "OpsExport", "RemoteError", "export_ops", "import_results", "read_manifest", "remote_profile", "sampled_units",

@@ -216,13 +216,12 @@ class TableTimer:
                             ) -> tuple[list[Measurement], float, bool]:
         """Time (module, shape) items whose last ones are anchors (with these entries) in one rotation;
         the others' figures, the factor that puts them at the table's level, and whether the group
-        stayed slowed. A group whose anchors
-        read more than BUSY_TOLERANCE slower than the session's usual speed (the median of its groups
-        so far; the level at first) was timed beside a passing load: it is timed again after a pause,
-        and of GROUP_TRIES the fastest try is kept and rescaled. Faster than usual is a calmer moment,
-        kept. A group kept that much slower than the usual speed or the level, whichever is faster,
-        stayed slowed (a load that lasts becomes the usual speed, but its entries are still ~20% off:
-        they are timed again by `retime_disturbed`)."""
+        stayed slowed. A group whose anchors read more than BUSY_TOLERANCE slower than the session's
+        usual speed (the median of its groups so far; the level at first) was timed beside a passing
+        load: it is timed again after a pause, and of GROUP_TRIES the fastest try is kept and rescaled.
+        Faster than usual is a calmer moment, kept. A group kept that much slower than the usual speed
+        or the level, whichever is faster, stayed slowed (a load that lasts becomes the usual speed, but
+        its entries are still ~20% off: they are timed again by `retime_disturbed`)."""
         usual = float(np.median(self.anchor_ratios)) if self.anchor_ratios else 1.0
         kept: tuple[float, list[Measurement]] | None = None
         for attempt in range(self.group_tries):
