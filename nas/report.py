@@ -98,7 +98,7 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
     _write_text(run_dir / "trials.csv", trials.to_csv(index=False))
     _write_text(run_dir / "pareto.csv", front.to_csv(index=False))
     check = verify_winner(space, front, lambda n: arch_of(by_number[n], space), info.target_ms, latency,
-                          measure=measure, candidates=candidate_frame(trials), speed=info.machine_speed)
+                          measure=measure, candidates=candidate_frame(trials))
     summary = _summary(info, trials, front, check, latency, extra)
     workers = {k[len(WORKER_ATTR_PREFIX):]: v for k, v in study.user_attrs.items() if k.startswith(WORKER_ATTR_PREFIX)}
     if workers or info.run_mode == "shared":  # which table and profile every worker scored with

@@ -118,3 +118,64 @@ def test_cli_says_what_a_plain_timing_reads_at_the_speeds_of_the_check(capsys) -
     del summary["machine_speed_range"]  # a run folder written before the range existed
     _print_outcome(outcome)
     assert "plain timing" not in capsys.readouterr().out
+
+
+class SpedUpMachine:
+    """A latency model's network timing on a machine that runs `speed` x its table's level during the check
+    (0.5: twice as fast as when the table was timed), while the search predicted trial n at n / 2 ms at
+    the level: each network is timed at n / 2 x speed and put back at the level by the probe."""
+
+    def __init__(self, speed: float) -> None:
+        from types import SimpleNamespace
+
+        self.speed = speed
+        self.profile = SimpleNamespace(remote=False)
+        self.table = SimpleNamespace(network_reference=SimpleNamespace(ms=10.0))
+        self.network_probe_readings: list[float] = []
+
+    def measure_networks(self, space, archs, passes):
+        self.network_probe_readings += [10.0 * self.speed] * len(archs) * passes
+        self.last_speed = self.speed
+        self.last_raw = [n / 2 * self.speed for n in archs]
+        self.last_pass_spread = [0.01] * len(archs)
+        return [n / 2 for n in archs]
+
+
+@pytest.mark.parametrize("speed", [0.5, 1.0, 1.5])
+def test_winner_is_measured_at_the_machines_speed_during_the_check(speed) -> None:
+    """The machine ran twice as fast during the check as when the search predicted (the default make
+    run, once: the winner was predicted 23.7 ms and a plain timing read 12.5 ms): the winner is the best
+    point whose timing now meets 15 ms with the guard to spare, not the one predicted there. Slower
+    during the check (1.5x), a smaller one."""
+    from nas.search.verify import WINNER_GUARD, verify_winner
+
+    front = _long_front(80)
+    check = verify_winner(None, front, lambda n: n, 15.0, SpedUpMachine(speed))
+    bound = 15.0 / (1 + WINNER_GUARD)
+    best = max(n for n in range(80) if n / 2 * speed <= bound)
+    assert check.winner["number"] == best and check.winner["measured_latency_ms"] == pytest.approx(best / 2 * speed)
+    assert check.winner["measured_raw_ms"] == pytest.approx(check.winner["measured_latency_ms"])
+    assert check.winner["measured_level_ms"] == best / 2 and check.winner["machine_speed"] == speed
+    assert check.machine_speed == speed and check.measured_over_predicted == pytest.approx(speed)
+    assert check.winner["measured_latency_ms"] >= 0.9 * bound  # the budget used, at the speed a timing reads now
+
+
+def test_cli_says_when_the_machine_changed_speed_since_the_search_started(capsys) -> None:
+    from types import SimpleNamespace
+
+    from nas.cli.search import _print_outcome
+
+    best = {"number": 7, "objective": 1e8, "predicted_latency_ms": 40.0, "measured_latency_ms": 22.0,
+            "measured_raw_ms": 22.3, "measured_level_ms": 40.0, "within_guard": True}
+    summary = {"n_feasible": 3, "pareto_size": 2, "best": best, "objective": "macs", "target_latency_ms": 25.0,
+               "machine_speed_at_start": 0.9, "machine_speed": 0.5, "files": ["summary.json"]}
+    outcome = SimpleNamespace(stats=SimpleNamespace(new=5, total=5), summary=summary, interrupted=False,
+                              elapsed_s=1.0, run_dir="run")
+    _print_outcome(outcome)
+    out = capsys.readouterr().out
+    assert "speed: predictions at 0.90x the table's level (the machine at the start), measurements at 0.50x" in out
+    assert ("note: the machine ran 1.80x as fast during the winner check as when the search started: the winner "
+            "was chosen by what it measured then, not by its prediction") in out
+    summary["machine_speed"] = 0.85  # within the machine's own wobble: no note
+    _print_outcome(outcome)
+    assert "as fast during" not in capsys.readouterr().out
