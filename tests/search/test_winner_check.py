@@ -179,3 +179,18 @@ def test_cli_says_when_the_machine_changed_speed_since_the_search_started(capsys
     summary["machine_speed"] = 0.85  # within the machine's own wobble: no note
     _print_outcome(outcome)
     assert "as fast during" not in capsys.readouterr().out
+
+
+def test_a_winner_meets_the_bound_as_timed_too() -> None:
+    """Trial 19 measures 9.5 ms at the check's speed, within 10 ms less the 5% guard, but 10.2 ms as timed
+    (its groups read beside a fast probe): its own plain timing is over 10 ms, so it neither meets the
+    target nor wins; trial 18 does."""
+    from nas.search.verify import choose_winner
+
+    def measure(numbers):
+        return [(n / 2, 0.1, 10.2 if n == 19 else n / 2) for n in numbers]
+
+    winner, attempts = choose_winner(_long_front(), 10.0, measure, guard=0.05)
+    nineteen = next(a for a in attempts if a["number"] == 19)
+    assert nineteen["measured_latency_ms"] == 9.5 and not nineteen["meets_target"] and not nineteen["within_guard"]
+    assert winner["number"] == 18
