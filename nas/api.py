@@ -23,7 +23,7 @@ from nas.latency import (ArchLatency, LatencyModel, OpsExport, TableBuild, Table
 from nas.latency import build_table as _build_table
 from nas.latency import model_for as latency_model
 from nas.latency.build import Bars, Say
-from nas.report import RunInfo, write_report
+from nas.report import RunInfo, search_figures, write_report
 from nas.search.loop import Progress
 from nas.search.results import pareto_frame, trials_frame
 from nas.search.run import Search, SearchOutcome
@@ -139,9 +139,7 @@ def run_search(search: Search, *, progress: Progress | None = None, measure: boo
     busy = search.settle_disturbed(retime=not outcome.interrupted)
     outcome.summary = write_report(search.run_dir, outcome.study, search.space, info, latency=search.latency,
                                    measure=measure, extra={"fastest_found": outcome.fastest,
-                                                           "latency_margin": search.margin,
                                                            "latency_margin_note": search.margin_note,
-                                                           "machine_speed_at_start": search.speed,
                                                            "correction_note": search.fit_note,
                                                            "busy_unit_groups": busy,
                                                            "search_seconds": round(outcome.elapsed_s, 3),
@@ -192,7 +190,7 @@ def report(run_dir: str | os.PathLike, *, measure: bool = True) -> dict[str, Any
             raise
         latency = None
     summary = write_report(run_dir, study, space, info, latency=latency, measure=measure,
-                           winner_weights=_winner_weights(info))
+                           extra=search_figures(run_dir), winner_weights=_winner_weights(info))
     return {"summary": summary, "study": study}
 
 

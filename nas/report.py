@@ -118,6 +118,21 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
     return summary
 
 
+# What only the search itself knew (its fit, its time, units it re-timed): summary.json keeps them when
+# `nas report` rebuilds the folder from the study.
+SEARCH_FIGURES = ("fastest_found", "latency_margin_note", "correction_note", "busy_unit_groups", "search_seconds",
+                  "interrupted")
+
+
+def search_figures(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The SEARCH_FIGURES of a run folder's summary.json, if it has one (an interrupted write has none)."""
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: summary[k] for k in SEARCH_FIGURES if isinstance(summary, dict) and k in summary}
+
+
 def _summary(info: RunInfo, trials: pd.DataFrame, front: pd.DataFrame, check: WinnerCheck, latency: Any,
              extra: Mapping[str, Any] | None) -> dict[str, Any]:
     """summary.json's content, less the list of files."""
@@ -125,7 +140,8 @@ def _summary(info: RunInfo, trials: pd.DataFrame, front: pd.DataFrame, check: Wi
         "space": info.space, "study_name": info.study_name, "storage": info.storage,
         "objective": info.objective, "mode": info.mode, "sampler": info.sampler, "seed": info.seed,
         "latency_profile": latency.profile.id if latency is not None else None,
-        "target_latency_ms": info.target_ms,
+        "target_latency_ms": info.target_ms, "latency_margin": info.latency_margin,
+        "machine_speed_at_start": info.machine_speed,
         "n_trials": len(trials), "n_complete": int((trials["state"] == "COMPLETE").sum()),
         "n_feasible": int(trials["feasible"].sum()), "pareto_size": len(front),
         **dict(extra or {}),

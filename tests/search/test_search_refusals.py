@@ -134,8 +134,14 @@ def test_report_rebuilds_the_run_folder(earlier_run, capsys, tmp_path) -> None:
     (run / "run.json").write_text(json.dumps(info))
     (run / "trials.csv").unlink()
     (run / "pareto.png").unlink()
+    searched = json.loads((run / "summary.json").read_text())
     assert main(["report", str(run), "--no-measure"]) == 0
     assert (run / "trials.csv").read_bytes() and (run / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    # What only the search knew is kept; the speed and margin it predicted with come from run.json.
+    rebuilt = json.loads((run / "summary.json").read_text())
+    for key in ("search_seconds", "fastest_found", "interrupted", "latency_margin", "machine_speed_at_start"):
+        assert rebuilt[key] == searched[key], key
+    assert rebuilt["machine_speed_at_start"] == info["machine_speed"]
     assert pd.read_csv(run / "trials.csv").shape[0] == 10
     assert main(["report", str(run.parent / "nope")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {run.parent / 'nope'}: not a run folder (no run.json); " \
