@@ -156,8 +156,9 @@ def _print_outcome(outcome: Any) -> None:
             print(f"speed: predictions at {start:.2f}x the table's level (the machine at the start), measurements "
                   f"at {check:.2f}x (the machine during the winner check)")
             if abs(check / start - 1) > SPEED_CHANGE:
-                print(f"note: the machine ran {start / check:.2f}x as fast during the winner check as when the "
-                      f"search started: the winner was chosen by what it measured then, not by its prediction")
+                how = f"{start / check:.2f}x faster" if check < start else f"{check / start:.2f}x slower"
+                print(f"note: the machine ran {how} during the winner check than when the search started: the "
+                      f"winner was chosen by what it measured then, not by its prediction")
             if summary.get("machine_speed_range"):
                 # What a plain timing of the winner may read while the machine runs as it did during the check.
                 low, high = summary["machine_speed_range"]

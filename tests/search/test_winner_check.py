@@ -174,11 +174,14 @@ def test_cli_says_when_the_machine_changed_speed_since_the_search_started(capsys
     _print_outcome(outcome)
     out = capsys.readouterr().out
     assert "speed: predictions at 0.90x the table's level (the machine at the start), measurements at 0.50x" in out
-    assert ("note: the machine ran 1.80x as fast during the winner check as when the search started: the winner "
+    assert ("note: the machine ran 1.80x faster during the winner check than when the search started: the winner "
             "was chosen by what it measured then, not by its prediction") in out
+    summary["machine_speed"] = 1.2
+    _print_outcome(outcome)
+    assert "note: the machine ran 1.33x slower during the winner check" in capsys.readouterr().out
     summary["machine_speed"] = 0.85  # within the machine's own wobble: no note
     _print_outcome(outcome)
-    assert "as fast during" not in capsys.readouterr().out
+    assert "during the winner check than" not in capsys.readouterr().out
 
 
 def test_a_winner_meets_the_bound_as_timed_too() -> None:
