@@ -152,6 +152,23 @@ def verify_winner(space: SearchSpace, front: pd.DataFrame, arch_of: Callable[[in
     if readings:
         level = latency.table.network_reference.ms
         check.machine_speed_range = (min(readings) / level, max(readings) / level)
+    why = None if can_measure else ("the latency table was imported from another device"
+                                    if latency is not None and measure else "measuring was turned off")
+    _explain(check, target_ms, why)
+    return check
+
+
+def _measured(point: Mapping[str, Any]) -> str:
+    """A point's measurement in words: the median the check judged by, and its plain timing if that is over it."""
+    raw = point.get("measured_raw_ms")
+    as_timed = f" ({raw:.2f} ms as timed)" if raw is not None and raw > point["measured_latency_ms"] else ""
+    return f"{point['measured_latency_ms']:.2f} ms{as_timed}"
+
+
+def _explain(check: WinnerCheck, target_ms: float, unmeasured_why: str | None) -> None:
+    """Set the check's note (and, when every measured point missed, its winner): why the winner is not
+    simply the best prediction, or why it was not measured (`unmeasured_why`)."""
+    winner, attempts = check.winner, check.attempts
     if winner is None and attempts:
         # Every measured point missed the target: report the fastest measured one, and say so.
         check.winner = min(attempts, key=lambda a: a["measured_latency_ms"])
@@ -163,14 +180,11 @@ def verify_winner(space: SearchSpace, front: pd.DataFrame, arch_of: Callable[[in
                f"{check.measured_over_predicted:.2f}")
         if not first["within_guard"]:
             check.note = (f"trial {first['number']} was predicted at {first['predicted_latency_ms']:.2f} ms "
-                          f"but measured {first['measured_latency_ms']:.2f} ms; took the best point measured "
+                          f"but measured {_measured(first)}; took the best point measured "
                           f"within the target with {WINNER_GUARD:.0%} to spare (trial {winner['number']}), of {how}")
         elif winner["objective"] > first["objective"]:
             check.note = (f"trial {winner['number']}, predicted at {winner['predicted_latency_ms']:.2f} ms, "
                           f"measured {winner['measured_latency_ms']:.2f} ms and beats trial {first['number']}, "
                           f"the best predicted within the target; of {how}")
-    elif winner is not None and not can_measure:
-        check.note = "the winner was not measured end to end (" + (
-            "the latency table was imported from another device)" if latency is not None and measure
-            else "measuring was turned off)")
-    return check
+    elif winner is not None and unmeasured_why is not None:
+        check.note = f"the winner was not measured end to end ({unmeasured_why})"
