@@ -130,7 +130,7 @@ def search_figures(run_dir: str | os.PathLike) -> dict[str, Any]:
         summary = json.loads((Path(run_dir) / "summary.json").read_text())
     except (OSError, ValueError):
         return {}
-    return {k: summary[k] for k in SEARCH_FIGURES if isinstance(summary, dict) and k in summary}
+    return {k: summary[k] for k in SEARCH_FIGURES if k in summary} if isinstance(summary, dict) else {}
 
 
 def _summary(info: RunInfo, trials: pd.DataFrame, front: pd.DataFrame, check: WinnerCheck, latency: Any,

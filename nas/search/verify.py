@@ -139,10 +139,11 @@ def verify_winner(space: SearchSpace, front: pd.DataFrame, arch_of: Callable[[in
         first = len(latency.network_probe_readings)
         level = latency.measure_networks(space, [arch_of(n) for n in numbers], passes=WINNER_PASSES)
         readings.extend(latency.network_probe_readings[first:])
-        now = latency.last_speed
-        for n, ms, raw in zip(numbers, level, latency.last_raw):
+        now, figures = latency.last_speed, []
+        for n, ms, cv, raw in zip(numbers, level, latency.last_pass_spread, latency.last_raw):
             extra_by_number[n] = {"measured_level_ms": ms, "measured_raw_ms": raw, "machine_speed": now}
-        return [(ms * now, cv * ms * now, raw) for ms, cv, raw in zip(level, latency.last_pass_spread, latency.last_raw)]
+            figures.append((ms * now, cv * ms * now, raw))
+        return figures
 
     winner, attempts = choose_winner(front, target_ms, measure_points if can_measure else None)
     for point in attempts:
