@@ -29,14 +29,14 @@ from proxies.latency.reference import NETWORK_PROBE_BAND, level_factor
 
 
 # ---- the referee ----------------------------------------------------------------------------------
-def _import_file(path: Path) -> ModuleType:
+def import_file(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def _timer_ms(model: Any, x: torch.Tensor, threads: int, min_run_time: float) -> float:
+def timer_ms(model: Any, x: torch.Tensor, threads: int, min_run_time: float) -> float:
     import torch.utils.benchmark as benchmark
 
     timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
@@ -70,10 +70,10 @@ def referee_callable(backend: str, space: SearchSpace, arch: Mapping[str, Any], 
     # TorchScript networks held at once ran this 24 GB machine out of memory.
     if backend == "torch":
         path = export_python(space, arch, folder / f"{name}.py")
-        return lambda: _timer_ms(_import_file(path).build_model().eval(), x, threads, min_run_time)
+        return lambda: timer_ms(import_file(path).build_model().eval(), x, threads, min_run_time)
     if backend == "torchscript":
         path = str(export_torchscript(space, arch, folder / f"{name}.pt"))
-        return lambda: _timer_ms(torch.jit.freeze(torch.jit.load(path).eval()), x, threads, min_run_time)
+        return lambda: timer_ms(torch.jit.freeze(torch.jit.load(path).eval()), x, threads, min_run_time)
     if backend == "onnxruntime":
         path = str(export_onnx(space, arch, folder / f"{name}.onnx"))
         return lambda: _ort_loop(path, x, threads, min_run_time)
@@ -110,6 +110,47 @@ def at_level(level_ms: float, timings: Sequence[float], readings: Sequence[float
     """The median of `timings`, each rescaled by the network probe reading beside it to the table's
     network level exactly as our own figures are (`level_factor`)."""
     return float(np.median([t * level_factor(level_ms, r, NETWORK_PROBE_BAND) for t, r in zip(timings, readings)]))
+
+
+def referee_figures(model: LatencyModel, summary: Mapping[str, Any], referee: Callable[[], float],
+                    passes: int) -> dict[str, Any]:
+    """A search's winner (`summary`: the run's summary.json) against the referee's timing of it, in
+    `passes` passes each beside the network probe: the prediction, the winner check's figures, the
+    referee as timed and at the table's level, the errors between them and the share of the target
+    used. Prints one line."""
+    best, target = summary["best"], summary["target_latency_ms"]
+    speed = summary.get("machine_speed_at_start") or 1.0
+    level = network_level(model)
+    timings, beside = zip(*(beside_probe(model, referee) for _ in range(passes)))
+    raw = float(np.median(timings))
+    level_ms = at_level(level, timings, beside)
+    row = {"target_ms": target, "trial": best["number"],
+           "speed_at_start": summary.get("machine_speed_at_start"), "check_level_ms": best.get("measured_level_ms"),
+           "predicted_ms": best["predicted_latency_ms"], "margin": summary.get("latency_margin"),
+           "check_ms": best.get("measured_latency_ms"), "check_raw_ms": best.get("measured_raw_ms"),
+           "check_meets": best.get("meets_target"), "winner_note": summary.get("winner_note"),
+           "referee_ms": raw, "referee_level_ms": level_ms, "referee_timings_ms": list(timings),
+           "speed_during_referee": float(np.median(beside)) / level,
+           # Both at the table's level: the prediction without the search's speed factor, the referee
+           # rescaled by the network probe beside it; what the search meant by the target is
+           # target / speed at start at the level, so "used" there is referee_level x speed / target.
+           "predicted_level_ms": best["predicted_latency_ms"] / speed,
+           "error_at_level": best["predicted_latency_ms"] / speed / level_ms - 1,
+           "used_at_search_speed": level_ms * speed / target,
+           "error_vs_referee_level": best["predicted_latency_ms"] / level_ms - 1,
+           "error_vs_referee_raw": best["predicted_latency_ms"] / raw - 1,
+           "used_level": level_ms / target, "used_raw": raw / target,
+           "entries": len(model.table), "correction": model.table.correction.to_dict()
+           if model.table.correction else None}
+    check = "not measured" if row["check_ms"] is None else \
+        f"{row['check_ms']:.2f} ms ({'meets' if row['check_meets'] else 'MISSES'})"
+    print(f"target {target:g} ms: trial {row['trial']} predicted {row['predicted_ms']:.2f} ms (machine "
+          f"{speed:.2f}x the level), check {check}; referee {raw:.2f} ms as timed "
+          f"({row['error_vs_referee_raw']:+.1%} off the prediction, uses {row['used_raw']:.0%} of the target; "
+          f"machine {row['speed_during_referee']:.2f}x the level), {level_ms:.2f} ms at the level "
+          f"({row['error_at_level']:+.1%} off the prediction at the level, uses {row['used_at_search_speed']:.0%} "
+          f"of the target at the search's speed)", flush=True)
+    return row
 
 
 # ---- tables ---------------------------------------------------------------------------------------

@@ -19,11 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from benchmarks._common import finish, parse, parser, timed
-from benchmarks._latency import at_level, beside_probe, network_level, referee_callable
+from benchmarks._latency import referee_callable, referee_figures
 from nas import api
 from nas.latency import model_for
 from nas.search.run import TargetUnreachableError
@@ -43,40 +42,10 @@ def one_target(args: argparse.Namespace, space: SearchSpace, target: float, fold
         print(f"target {target:g} ms: {exc}", flush=True)
         return None
     minutes = seconds / 60
-    best, summary = result.summary["best"], result.summary
-    speed = summary.get("machine_speed_at_start") or 1.0
     referee = referee_callable("torch", space, result.best_arch, folder, f"winner{target:g}", args.threads,
                                args.referee_seconds)
-    level = network_level(model)
-    timings, beside = zip(*(beside_probe(model, referee) for _ in range(args.referee_passes)))
-    raw = float(np.median(timings))
-    level_ms = at_level(level, timings, beside)
-    row = {"target_ms": target, "search_minutes": minutes, "trial": best["number"],
-           "speed_at_start": summary.get("machine_speed_at_start"), "check_level_ms": best.get("measured_level_ms"),
-           "predicted_ms": best["predicted_latency_ms"], "margin": summary.get("latency_margin"),
-           "check_ms": best.get("measured_latency_ms"), "check_raw_ms": best.get("measured_raw_ms"),
-           "check_meets": best.get("meets_target"), "winner_note": summary.get("winner_note"),
-           "referee_ms": raw, "referee_level_ms": level_ms,
-           "speed_during_referee": float(np.median(beside)) / level,
-           # Both at the table's level: the prediction without the search's speed factor, the referee
-           # rescaled by the network probe beside it; what the search meant by the target is
-           # target / speed at start at the level, so "used" there is referee_level x speed / target.
-           "predicted_level_ms": best["predicted_latency_ms"] / speed,
-           "error_at_level": best["predicted_latency_ms"] / speed / level_ms - 1,
-           "used_at_search_speed": level_ms * speed / target,
-           "error_vs_referee_level": best["predicted_latency_ms"] / level_ms - 1,
-           "error_vs_referee_raw": best["predicted_latency_ms"] / raw - 1,
-           "used_level": level_ms / target, "used_raw": raw / target,
-           "entries": len(model.table), "correction": model.table.correction.to_dict()
-           if model.table.correction else None}
-    print(f"target {target:g} ms: trial {row['trial']} predicted {row['predicted_ms']:.2f} ms (machine "
-          f"{row['speed_at_start']:.2f}x the level), check {row['check_ms']:.2f} ms "
-          f"({'meets' if row['check_meets'] else 'MISSES'}); referee {raw:.2f} ms as timed "
-          f"({row['error_vs_referee_raw']:+.1%} off the prediction, uses {row['used_raw']:.0%} of the target; "
-          f"machine {row['speed_during_referee']:.2f}x the level), {level_ms:.2f} ms at the level "
-          f"({row['error_at_level']:+.1%} off the prediction at the level, uses {row['used_at_search_speed']:.0%} "
-          f"of the target at the search's speed); search {minutes:.1f} min", flush=True)
-    return row
+    print(f"target {target:g} ms: search {minutes:.1f} min", flush=True)
+    return {"search_minutes": minutes, **referee_figures(model, result.summary, referee, args.referee_passes)}
 
 
 def main(argv: list[str] | None = None) -> int:

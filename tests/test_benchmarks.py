@@ -235,3 +235,10 @@ def test_network_repeatability_settings_and_deviation() -> None:
     deviation = deviation_from_consensus(runs)
     assert deviation[0] == pytest.approx([0.0, 0.0])
     assert deviation[1, 0] == pytest.approx(np.log(1.1)) and deviation[2, 1] == pytest.approx(np.log(2.0))
+
+
+def test_winner_referee_refuses_a_folder_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module("benchmarks.winner_referee").main([str(tmp_path)])
+    assert exc.value.code == 2
+    assert f"{tmp_path}: not a run folder (no run.json)" in capsys.readouterr().err
