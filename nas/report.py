@@ -150,6 +150,10 @@ def _summary(info: RunInfo, trials: pd.DataFrame, front: pd.DataFrame, check: Wi
         summary["machine_speed"] = check.machine_speed
         summary["measured_over_predicted"] = check.measured_over_predicted
         summary["machine_speed_range"] = None if check.machine_speed_range is None else list(check.machine_speed_range)
+        if check.plain_timing_range_ms is not None:
+            summary["plain_timing_range_ms"] = list(check.plain_timing_range_ms)
+        if check.caution is not None:
+            summary["winner_caution"] = check.caution
     if check.note is not None:
         summary["winner_note"] = check.note
     summary["best"] = check.winner

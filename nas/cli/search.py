@@ -133,6 +133,17 @@ def _print_outcome(outcome: Any) -> None:
               file=sys.stderr)
     print(f"{stats.new} trials in {outcome.elapsed_s:.1f} s ({stats.total} in the study), {summary['n_feasible']} "
           f"feasible, Pareto front of {summary['pareto_size']}")
+    _print_winner(summary)
+    note = busy_note(summary.get("busy_unit_groups") or {}, "the trials")
+    if note:
+        print(f"note: {note}")
+    print(f"wrote {outcome.run_dir}: {' '.join(summary['files'])}")
+
+
+def _print_winner(summary: dict[str, Any]) -> None:
+    """The winner as the check left it (or the least violating trials when none was feasible): its
+    prediction and measurement, why it is not simply the best prediction, the machine's speed during the
+    check and what a plain timing of it reads then, and a caution when that can be over the target."""
     best = summary.get("best")
     if best is None:
         print(f"no feasible trial: nothing predicted at or under {summary['target_latency_ms']:g} ms; "
@@ -165,10 +176,8 @@ def _print_outcome(outcome: Any) -> None:
                 level = best["measured_level_ms"]
                 print(f"as timed: the machine ran {low:.2f}-{high:.2f}x the level during the check; a plain timing "
                       f"of the winner reads about {level * low:.1f}-{level * high:.1f} ms at those speeds")
-    note = busy_note(summary.get("busy_unit_groups") or {}, "the trials")
-    if note:
-        print(f"note: {note}")
-    print(f"wrote {outcome.run_dir}: {' '.join(summary['files'])}")
+        if summary.get("winner_caution"):
+            print(f"caution: {summary['winner_caution']}")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -177,6 +186,7 @@ def _report(args: argparse.Namespace) -> int:
     outcome = api.report(args.run_dir, measure=not args.no_measure)
     summary = outcome["summary"]
     print(f"{summary['n_trials']} trials, {summary['n_feasible']} feasible, Pareto front of {summary['pareto_size']}")
+    _print_winner(summary)
     print(f"wrote {args.run_dir}: {' '.join(summary['files'])}")
     return 0
 
