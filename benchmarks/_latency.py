@@ -139,6 +139,10 @@ def referee_figures(model: LatencyModel, summary: Mapping[str, Any], referee: Ca
            "used_at_search_speed": level_ms * speed / target,
            "error_vs_referee_level": best["predicted_latency_ms"] / level_ms - 1,
            "error_vs_referee_raw": best["predicted_latency_ms"] / raw - 1,
+           # The prediction at the machine's speed during the winner check (what the CLI prints beside it).
+           "predicted_at_check_ms": best.get("predicted_at_check_ms"),
+           "error_at_check_vs_referee_raw": best["predicted_at_check_ms"] / raw - 1
+           if best.get("predicted_at_check_ms") else None,
            "used_level": level_ms / target, "used_raw": raw / target,
            "entries": len(model.table), "correction": model.table.correction.to_dict()
            if model.table.correction else None}
@@ -150,6 +154,9 @@ def referee_figures(model: LatencyModel, summary: Mapping[str, Any], referee: Ca
           f"machine {row['speed_during_referee']:.2f}x the level), {level_ms:.2f} ms at the level "
           f"({row['error_at_level']:+.1%} off the prediction at the level, uses {row['used_at_search_speed']:.0%} "
           f"of the target at the search's speed)", flush=True)
+    if row["predicted_at_check_ms"]:
+        print(f"  predicted at the check's speed {row['predicted_at_check_ms']:.2f} ms: "
+              f"{row['error_at_check_vs_referee_raw']:+.1%} off the referee as timed", flush=True)
     return row
 
 

@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{sum(r['used_raw'] <= 1 for r in rows)}/{len(rows)} winners meet their target in the referee's plain "
               f"timing, using {min(r['used_raw'] for r in rows):.0%}-{max(r['used_raw'] for r in rows):.0%} of it; "
               f"{sum(abs(r['error_vs_referee_raw']) <= 0.10 for r in rows)}/{len(rows)} within 10% of their prediction")
+        at_check = [r for r in rows if r["error_at_check_vs_referee_raw"] is not None]
+        print(f"predicted at the check's speed: {sum(abs(r['error_at_check_vs_referee_raw']) <= 0.10 for r in at_check)}/"
+              f"{len(at_check)} within 10% of the referee as timed")
         print(f"at the table's level: {sum(r['used_at_search_speed'] <= 1 for r in rows)}/{len(rows)} meet their "
               f"target at the search's machine speed, using {min(r['used_at_search_speed'] for r in rows):.0%}-"
               f"{max(r['used_at_search_speed'] for r in rows):.0%} of it; "

@@ -158,8 +158,11 @@ def _print_winner(summary: dict[str, Any]) -> None:
                 measured += f" ({best['measured_raw_ms']:.2f} ms as timed)"
         label = "winner" if best.get("within_guard", best.get("meets_target", True)) \
             else "NOT VERIFIED (fastest measured)"
+        predicted = f"predicted {best['predicted_latency_ms']:.2f} ms"
+        if best.get("predicted_at_check_ms") is not None:
+            predicted += f" ({best['predicted_at_check_ms']:.2f} ms at the check's speed)"
         print(f"{label}: trial {best['number']}, {_fmt_objective(summary['objective'], best['objective'])}, "
-              f"predicted {best['predicted_latency_ms']:.2f} ms{measured} (target {summary['target_latency_ms']:g} ms)")
+              f"{predicted}{measured} (target {summary['target_latency_ms']:g} ms)")
         if summary.get("winner_note"):
             print(f"note: {summary['winner_note']}")
         if best.get("measured_level_ms") is not None:

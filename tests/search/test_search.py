@@ -245,6 +245,11 @@ def test_run_folder_files_and_columns(tiny, tmp_path) -> None:
     assert best["measured_latency_ms"] > 0 and best["number"] in set(pareto["number"])
     low, high = summary["machine_speed_range"]  # the network probe over the check, against the level
     assert 0 < low <= summary["machine_speed"] <= high
+    # The winner's prediction at the check's speed: the same table figure, at the speed of its round.
+    assert best["predicted_at_check_ms"] == pytest.approx(
+        best["predicted_latency_ms"] / summary["machine_speed_at_start"] * best["machine_speed"])
+    lo_ms, hi_ms = summary["plain_timing_range_ms"]
+    assert lo_ms == pytest.approx(best["measured_level_ms"] * low) and hi_ms == pytest.approx(best["measured_level_ms"] * high)
     # best.yaml is the winner as a fixed architecture with the same costs.
     fixed = load_space(run / "best.yaml")
     assert not decisions(fixed)

@@ -271,6 +271,10 @@ def test_nas_report_prints_the_winner_and_its_caution(monkeypatch, capsys) -> No
     assert main(["report", "run"]) == 0
     out = capsys.readouterr().out
     assert "winner: trial 7, " in out and "measured 22.90 ms (22.30 ms as timed) (target 25 ms)" in out
+    assert "predicted 21.00 ms, measured" in out  # a folder written before predicted_at_check_ms
+    best["predicted_at_check_ms"] = 18.14
+    assert main(["report", "run"]) == 0
+    assert "predicted 21.00 ms (18.14 ms at the check's speed), measured 22.90 ms" in capsys.readouterr().out
     assert "caution: a plain timing of the winner reads up to 41.0 ms" in out and "wrote run: summary.json" in out
 
 
