@@ -50,7 +50,7 @@ class WinnerCheck:
     winner: dict[str, Any] | None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     note: str | None = None
-    machine_speed: float | None = None  # > 1: the machine ran slower during the check than at the table's level
+    machine_speed: float | None = None  # during the winner's round of the check; > 1: slower than the table's level
     measured_over_predicted: float | None = None
     # The slowest and fastest the network probe read during the check, against the table's level: a
     # plain timing of the winner moves with the machine over (about) measured_level_ms x this range.
@@ -183,6 +183,9 @@ def verify_winner(space: SearchSpace, front: pd.DataFrame, arch_of: Callable[[in
     why = None if can_measure else ("the latency table was imported from another device"
                                     if latency is not None and measure else "measuring was turned off")
     _explain(check, target_ms, why)
+    if check.winner is not None and check.winner.get("machine_speed") is not None:
+        # The speed the winner was measured at, not the last round's: a later round may time one other point.
+        check.machine_speed = check.winner["machine_speed"]
     _caution(check, target_ms)
     return check
 

@@ -324,3 +324,33 @@ def test_the_winner_check_keeps_the_mean_of_a_second_look_in_the_points_figures(
     assert check.winner["number"] == 28 and check.winner["judged_ms"] == pytest.approx([14.5, 14.0])
     assert check.winner["measured_raw_ms"] == pytest.approx((14.5 + 14.0) / 2)
     assert check.winner["measured_level_ms"] == pytest.approx(14.0) and check.winner["round"] == 2
+
+
+def test_the_checks_speed_is_the_one_its_winner_was_measured_at() -> None:
+    """Round 1 (machine at the level) measures the winner, trial 1, and a near miss, trial 2; round 2, on a
+    machine 1.2x slower, measures trial 2 alone (its second look, over again). The check's speed, which the
+    CLI prints beside the winner, is round 1's (make run, 2026-12-04: it printed the later round's 0.46x
+    against the winner's 0.28x, and a note that the machine had slowed when for the winner it had sped up)."""
+    from types import SimpleNamespace
+
+    from nas.search.verify import verify_winner
+
+    class RoundsMachine(SpedUpMachine):
+        def __init__(self) -> None:
+            super().__init__(1.0)
+            self.speeds = [1.0, 1.2]
+
+        def measure_networks(self, space, archs, passes):
+            self.last_speed = speed = self.speeds.pop(0)
+            self.network_probe_readings += [10.0 * speed] * len(archs)
+            level = {1: 10.0, 2: 15.0}
+            self.last_raw = [level[n] * speed for n in archs]
+            self.last_pass_spread = [0.01] * len(archs)
+            return [level[n] for n in archs]
+
+    front = pd.DataFrame({"number": [1, 2], "arch": ["a", "b"], "macs": [1, 2], "params": [1, 1],
+                          "objective": [1.0, 2.0], "predicted_latency_ms": [10.0, 14.0]})
+    check = verify_winner(SimpleNamespace(), front, lambda n: n, 15.0, RoundsMachine())
+    assert [a["number"] for a in check.attempts] == [2, 1] and check.attempts[0]["judged_ms"] == [15.0, 18.0]
+    assert check.winner["number"] == 1 and check.winner["round"] == 1
+    assert check.machine_speed == 1.0 and check.winner["machine_speed"] == 1.0
