@@ -170,7 +170,7 @@ def _predict_at_check_speed(point: dict[str, Any], start_speed: float) -> None:
     """`predicted_at_check_ms`: a measured point's prediction at the machine's speed during its round of the
     check instead of the search's start: the table's figure, still a prediction, at the speed closest in
     time to a user's timing. In five searches on 2026-12-04 it came within 5% of torch.utils.benchmark
-    for four winners, against one of five for the prediction at the start's speed (the host changed
+    for four winners, against none (one within 10%) at the start's speed (the host changed
     speed up to 1.4x between the two)."""
     if point.get("machine_speed") is not None and start_speed:
         point["predicted_at_check_ms"] = point["predicted_latency_ms"] / start_speed * point["machine_speed"]
