@@ -29,14 +29,14 @@ from proxies.latency.reference import NETWORK_PROBE_BAND, level_factor
 
 
 # ---- the referee ----------------------------------------------------------------------------------
-def import_file(path: Path) -> ModuleType:
+def _import_file(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def timer_ms(model: Any, x: torch.Tensor, threads: int, min_run_time: float) -> float:
+def _timer_ms(model: Any, x: torch.Tensor, threads: int, min_run_time: float) -> float:
     import torch.utils.benchmark as benchmark
 
     timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
@@ -59,6 +59,12 @@ def _plain_loop(session: Any, feed: Mapping[str, Any], min_run_time: float) -> C
     return run
 
 
+def exported_file_referee(path: Path, x: torch.Tensor, threads: int, min_run_time: float) -> Callable[[], float]:
+    """A function timing the standalone .py at `path` (`nas export --format py`, a run's best_model.py) with a
+    standard tool, in ms per call; the model is built afresh for each timing."""
+    return lambda: _timer_ms(_import_file(path).build_model().eval(), x, threads, min_run_time)
+
+
 def referee_callable(backend: str, space: SearchSpace, arch: Mapping[str, Any], folder: Path, name: str,
                      threads: int, min_run_time: float) -> Callable[[], float]:
     """A function timing the exported network of `arch` with a standard tool, in ms per call."""
@@ -69,11 +75,10 @@ def referee_callable(backend: str, space: SearchSpace, arch: Mapping[str, Any], 
     # The file is written now; the model is loaded for each timing and dropped after it: 50 frozen
     # TorchScript networks held at once ran this 24 GB machine out of memory.
     if backend == "torch":
-        path = export_python(space, arch, folder / f"{name}.py")
-        return lambda: timer_ms(import_file(path).build_model().eval(), x, threads, min_run_time)
+        return exported_file_referee(export_python(space, arch, folder / f"{name}.py"), x, threads, min_run_time)
     if backend == "torchscript":
         path = str(export_torchscript(space, arch, folder / f"{name}.pt"))
-        return lambda: timer_ms(torch.jit.freeze(torch.jit.load(path).eval()), x, threads, min_run_time)
+        return lambda: _timer_ms(torch.jit.freeze(torch.jit.load(path).eval()), x, threads, min_run_time)
     if backend == "onnxruntime":
         path = str(export_onnx(space, arch, folder / f"{name}.onnx"))
         return lambda: _ort_loop(path, x, threads, min_run_time)

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from benchmarks._common import finish, parse, parser
-from benchmarks._latency import import_file, referee_figures, timer_ms
+from benchmarks._common import QUICK_SPACE, finish, parse, parser
+from benchmarks._latency import exported_file_referee, referee_figures
 from nas import api
 from nas.errors import NasError
 from nas.report import RunInfo
@@ -54,16 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     fixed = yaml.safe_load((run_dir / "best.yaml").read_text())  # the winner as a fixed space: its input size
     shape = (fixed["in_channels"], fixed["resolution"], fixed["resolution"])
     x = torch.randn(info.batch_size, *shape, generator=torch.Generator().manual_seed(0))
-    path = run_dir / "best_model.py"
-    row = referee_figures(model, summary, lambda: timer_ms(import_file(path).build_model().eval(), x,
-                                                          info.threads, args.seconds), args.passes)
+    referee = exported_file_referee(run_dir / "best_model.py", x, info.threads, args.seconds)
+    row = referee_figures(model, summary, referee, args.passes)
     return finish(args, {"run_dir": str(run_dir), "passes": args.passes, **row})
 
 
 def _quick_run() -> str:
     """A 10-trial search of the quick space into a temporary folder (quick mode without a run folder)."""
-    from benchmarks._common import QUICK_SPACE
-
     folder = Path(tempfile.mkdtemp(prefix="nas-referee-"))
     api.search(QUICK_SPACE, "50ms", n_trials=10, seed=0, run_dir=folder / "run",
                latency=api.latency_model("torch", 1, 1, folder / "table.json"))
