@@ -6,9 +6,10 @@ path ending in `.journal`. A journal file appends one log line per write, so
 a finished trial costs about 1.5 ms through the public `create_new_trial`
 against 83 ms on SQLite (README, benchmarks/storage_cost.py): it is the
 default for new run folders, and it is safe for several processes of one
-machine (Optuna locks the file). A single process samples from an in-memory
-copy of the study and `TrialBatches` copies finished trials to the storage
-every couple of seconds.
+machine (`journal_lock`: a flock the kernel drops when its holder dies, so a
+killed worker leaves no lock behind). A single process samples from an
+in-memory copy of the study and `TrialBatches` copies finished trials to the
+storage every couple of seconds.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from nas.search.connect import StorageError, error_line, open_storage  # noqa: F401  (re-exported)
+from nas.search.journal_lock import journal_lock
 
 
 JOURNAL_PREFIX = "journal:"
@@ -64,7 +66,8 @@ def storage_for(url: str) -> optuna.storages.BaseStorage:
     if not path.parent.is_dir():
         raise StorageError(f"cannot open storage {url!r}: folder {path.parent} does not exist")
     try:
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        backend = optuna.storages.journal.JournalFileBackend(str(path), lock_obj=journal_lock(str(path)))
+        return optuna.storages.JournalStorage(backend)
     except Exception as exc:  # a damaged log, a file we may not read
         raise StorageError(f"cannot open storage {url!r}: {error_line(exc)}") from None
 
