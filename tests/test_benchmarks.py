@@ -64,7 +64,7 @@ def test_write_json_replaces_the_file_whole(tmp_path: Path) -> None:
                            "recalibrate_and_evaluate_ms", "recalibrate_and_evaluate_max_ms", "evaluate_only_ms",
                            "under_1s"}),
     ("supernet_ranking", {"space", "protocol", "seeds", "timing", "table", "subnets", "baseline_scores"}),
-    ("probe_tracking", {"space", "backend", "threads", "rounds", "probe_ms_range", "networks"}),
+    ("probe_tracking", {"space", "backend", "threads", "rounds", "probe_ms_range", "heavy_probe_ms_range", "networks"}),
     ("network_repeatability", {"space", "backend", "threads", "networks", "repeats", "settings"}),
 ])
 def test_quick_run_writes_its_figures(name: str, keys: set[str], tmp_path: Path,
@@ -242,3 +242,19 @@ def test_winner_referee_refuses_a_folder_that_is_not_a_run(tmp_path: Path, capsy
         importlib.import_module("benchmarks.winner_referee").main([str(tmp_path)])
     assert exc.value.code == 2
     assert f"{tmp_path}: not a run folder (no run.json)" in capsys.readouterr().err
+
+
+def test_probe_tracking_slope_and_the_heavy_probe() -> None:
+    """A network that moves as the probe squared has slope 2; one that never moves has no correlation; the
+    heavy probe's weights (50 MB) are more than this VM's 32 MiB L3, the reason it exists."""
+    from benchmarks.probe_tracking import heavy_probe_module, tracking
+
+    import numpy as np
+
+    probe = np.array([10.0, 12.0, 15.0, 20.0])
+    assert tracking(probe, probe ** 2)["slope"] == pytest.approx(2.0)
+    assert tracking(probe, probe ** 2)["correlation"] == pytest.approx(1.0)
+    assert tracking(probe, np.full(4, 5.0))["correlation"] is None
+    assert tracking(np.full(4, 5.0), probe) == {"slope": None, "correlation": None}
+    weights = sum(t.numel() for t in heavy_probe_module().parameters())
+    assert weights == 12 * (1024 * 1024 + 1024) and weights * 4 > 32 * 2 ** 20
