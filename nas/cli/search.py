@@ -173,12 +173,12 @@ def _print_winner(summary: dict[str, Any]) -> None:
                 how = f"{start / check:.2f}x faster" if check < start else f"{check / start:.2f}x slower"
                 print(f"note: the machine ran {how} during the winner check than when the search started: the "
                       f"winner was chosen by what it measured then, not by its prediction")
-            if summary.get("machine_speed_range"):
+            if summary.get("plain_timing_range_ms"):
                 # What a plain timing of the winner may read while the machine runs as it did during the check.
                 low, high = summary["machine_speed_range"]
-                level = best["measured_level_ms"]
+                fastest, slowest = summary["plain_timing_range_ms"]
                 print(f"as timed: the machine ran {low:.2f}-{high:.2f}x the level during the check; a plain timing "
-                      f"of the winner reads about {level * low:.1f}-{level * high:.1f} ms at those speeds")
+                      f"of the winner reads about {fastest:.1f}-{slowest:.1f} ms at those speeds")
         if summary.get("winner_caution"):
             print(f"caution: {summary['winner_caution']}")
 
