@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +27,7 @@ from nas import api
 from nas.latency import LatencyModel
 from nas.space import SearchSpace, load_space, plan, unique_units
 from proxies.latency import Entry, LatencyTable, current_profile
+from proxies.latency.allocator import keep_freed_memory
 from proxies.latency.reference import NETWORK_PROBE_BAND, level_factor
 
 
@@ -39,6 +42,7 @@ def _import_file(path: Path) -> ModuleType:
 def _timer_ms(model: Any, x: torch.Tensor, threads: int, min_run_time: float) -> float:
     import torch.utils.benchmark as benchmark
 
+    keep_freed_memory()  # the definition of latency: a process that keeps freed memory (no page faults per call)
     timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
     with torch.inference_mode():
         model(x)
@@ -63,6 +67,34 @@ def exported_file_referee(path: Path, x: torch.Tensor, threads: int, min_run_tim
     """A function timing the standalone .py at `path` (`nas export --format py`, a run's best_model.py) with a
     standard tool, in ms per call; the model is built afresh for each timing."""
     return lambda: _timer_ms(_import_file(path).build_model().eval(), x, threads, min_run_time)
+
+
+# A fresh Python process with glibc's default malloc (no MALLOC_* settings, nothing of this package
+# imported) timing the file as a user's first try would: Timer's median, in ms, on stdout.
+_DEFAULT_PROCESS = """
+import importlib.util, sys, torch, torch.utils.benchmark as benchmark
+path, threads, seconds, shape = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), eval(sys.argv[4])
+spec = importlib.util.spec_from_file_location("exported", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+torch.set_num_threads(threads)
+model = module.build_model().eval()
+x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+with torch.inference_mode():
+    model(x)
+    timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
+    print(timer.blocked_autorange(min_run_time=seconds).median * 1e3)
+"""
+
+
+def default_allocator_timing_ms(path: Path, shape: Sequence[int], threads: int, min_run_time: float) -> float:
+    """The exported file at `path` timed with `torch.utils.benchmark.Timer` in a fresh process on glibc's
+    default malloc settings: what a user's plain timing reads before keeping freed memory
+    (proxies.latency.allocator), to report beside the referee."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    done = subprocess.run([sys.executable, "-c", _DEFAULT_PROCESS, str(path), str(threads), str(min_run_time),
+                           repr(tuple(shape))], capture_output=True, text=True, env=env, timeout=600, check=True)
+    return float(done.stdout.split()[-1])
 
 
 def referee_callable(backend: str, space: SearchSpace, arch: Mapping[str, Any], folder: Path, name: str,

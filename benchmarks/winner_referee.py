@@ -3,9 +3,11 @@
 Takes a run folder (`make run` writes runs/sandglass-25ms/), loads the `best_model.py` it
 exported, exactly the file a user ships, and times it with
 `torch.utils.benchmark.Timer.blocked_autorange` in `--passes` passes, each with the network probe
-read right before and after, on the run's own table and thread count. Prints the prediction, the
-winner check's measurement and the referee's timing, as timed and at the table's level, and the
-share of the target the winner uses: the `make run` target of the README (the winner's plain
+read right before and after, on the run's own table and thread count, in a process that keeps freed
+memory (the definition of latency, proxies.latency.allocator). `--default-passes` more timings, each
+in a fresh process on glibc's default malloc settings, say what a first plain try reads without
+that. Prints the prediction, the winner check's measurement and the referee's timing, as timed and
+at the table's level, and the share of the target the winner uses: the `make run` target of the README (the winner's plain
 timing within 10% of its prediction, and meeting the target) is read off this line.
 
     python -m benchmarks.winner_referee runs/sandglass-25ms --json out.json
@@ -13,6 +15,7 @@ timing within 10% of its prediction, and meeting the target) is read off this li
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -21,12 +24,12 @@ import torch
 import yaml
 
 from benchmarks._common import QUICK_SPACE, finish, parse, parser
-from benchmarks._latency import exported_file_referee, referee_figures
+from benchmarks._latency import default_allocator_timing_ms, exported_file_referee, referee_figures
 from nas import api
 from nas.errors import NasError
 from nas.report import RunInfo
 
-QUICK = {"passes": 2, "seconds": 0.05}
+QUICK = {"passes": 2, "seconds": 0.05, "default_passes": 1}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
                                               "under --quick without one, a 10-trial search on the quick space")
     p.add_argument("--passes", type=int, default=7, help="referee timings, each beside the network probe")
     p.add_argument("--seconds", type=float, default=0.5, help="blocked_autorange's min_run_time per pass")
+    p.add_argument("--default-passes", type=int, default=3,
+                   help="timings in a fresh process on glibc's default malloc settings (0: none)")
     args = parse(p, QUICK, argv)
     if args.run_dir is None:
         if not args.quick:
@@ -56,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.randn(info.batch_size, *shape, generator=torch.Generator().manual_seed(0))
     referee = exported_file_referee(run_dir / "best_model.py", x, info.threads, args.seconds)
     row = referee_figures(model, summary, referee, args.passes)
+    default = [default_allocator_timing_ms(run_dir / "best_model.py", tuple(x.shape), info.threads, args.seconds)
+               for _ in range(args.default_passes)]
+    if default:
+        row["default_allocator_ms"] = float(statistics.median(default))
+        row["default_allocator_timings_ms"] = default
+        print(f"  fresh processes on glibc's default malloc: {row['default_allocator_ms']:.2f} ms "
+              f"({row['default_allocator_ms'] / row['referee_ms']:.2f}x the referee; {len(default)} timings "
+              f"{min(default):.2f}-{max(default):.2f} ms)", flush=True)
     return finish(args, {"run_dir": str(run_dir), "passes": args.passes, **row})
 
 

@@ -180,6 +180,8 @@ _HEADER = '''\
 #
 #   model = build_model(num_classes={classes})
 #   model.load_state_dict(torch.load("WEIGHTS.pth", weights_only=True))  # weights from `nas export --weights`
+# mobile-nas times it with freed memory kept (glibc's defaults may page-fault on every call); to time it so:
+#   MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 python your_timing.py
 """{cls}: standalone PyTorch module exported by mobile-nas; `build_model()` makes one."""
 from __future__ import annotations
 
@@ -246,9 +248,8 @@ def _checked_float(field: str, value: float) -> float:
 
 def export_python(space: SearchSpace, arch: Mapping[str, Any] | None, path: PathLike, *,
                   class_name: str | None = None, costs: CostModel | None = None) -> Path:
-    """Write the standalone `.py` of `arch` atomically: the network class, `build_model(num_classes=...)`,
-    the operators it uses and a table of unit settings. Its only third-party import is torch.
-    `costs` lends a warm cost cache for the header's params and MACs."""
+    """Write the standalone `.py` of `arch` atomically: the network class, `build_model(num_classes=...)`, its
+    operators and unit settings; its only third-party import is torch. `costs`: a warm cost cache for the header."""
     text = python_source(space, arch, class_name=class_name, costs=costs)
     return write_bytes_atomic(path, text.encode("utf-8"))
 

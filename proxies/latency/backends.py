@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from proxies.latency.allocator import keep_freed_memory
 from proxies.latency.errors import LatencyError, ProfileMismatchError
 from proxies.latency.harness import Measurement, measure, measure_interleaved
 from proxies.latency.profile import DeviceProfile, current_profile
@@ -178,6 +179,7 @@ def prepare(module: torch.nn.Module, input_shape: Sequence[int], profile: Device
     settings, as a user's session has them; False is for a module timed in rotation with many
     others (and the probe): backends whose idle threads spin (ONNX Runtime) let them sleep.
     """
+    keep_freed_memory()  # else whether a call page-faults depends on the process's history
     x = _example_input(input_shape, profile.batch_size)
     builder = _BUILDERS.get(profile.backend)
     if builder is None:

@@ -39,7 +39,9 @@ __all__ = ["FORMAT", "JOURNAL_FORMAT", "NETWORK_REFERENCE_KEY", "REFERENCE_KEY",
 
 FORMAT = "nas-latency-table"
 JOURNAL_FORMAT = "nas-latency-journal"
-VERSION = 2
+# 3: every figure timed with freed memory kept (proxies.latency.allocator); a version 2 table timed
+# on this machine mixed figures taken with and without page faults per call (up to 1.8x apart).
+VERSION = 3
 REFERENCE_KEY = "@reference"  #: the journal line holding the table's level
 NETWORK_REFERENCE_KEY = "@network_reference"  #: the journal line holding the table's network level
 _FIELDS = ("format", "version", "profile", "correction", "reference", "network_reference", "entries", "checksum")
@@ -120,7 +122,7 @@ def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, dict[str
         raise TableError(f"{path}: latency table version 1 was timed one call per visit (a cold-cache figure "
                          f"6-10% off a plain timing) and has no speed level; this code reads version {VERSION}: "
                          f"rebuild it with `nas lut build`")
-    if "version" in doc and doc["version"] != VERSION:
+    if "version" in doc and doc["version"] not in (2, VERSION):
         raise damaged(f"version {doc['version']!r} is not supported (this code reads version {VERSION})")
     unknown = sorted(set(doc) - set(_FIELDS))
     if unknown:
@@ -132,6 +134,10 @@ def _parse_table(path: Path) -> tuple[DeviceProfile, Correction | None, dict[str
         profile = DeviceProfile.from_dict(doc["profile"])
     except (TypeError, ValueError) as exc:
         raise damaged(f"profile: {exc}") from None
+    if doc.get("version") == 2 and not profile.remote:  # a remote device's own tool timed it: unchanged
+        raise TableError(f"{path}: latency table version 2 was timed while glibc's malloc could page-fault on "
+                         f"every call, as the process's history had it (up to 1.8x slower); this code reads "
+                         f"version {VERSION}: rebuild it with `nas lut build`")
     optional = {}
     for name, cls in (("correction", Correction), ("reference", Entry), ("network_reference", Entry)):  # may be null
         try:

@@ -15,6 +15,7 @@ from latency_helpers import FakeNetwork, fake_networks, fake_unit_ms, units_sum
 from nas.latency import LatencyModel, MissingEntryError, default_table_path, fit_archs, validate
 from nas.space import plan, sample, unique_units
 from proxies.latency import Measurement, current_profile
+from proxies.latency.table import VERSION
 
 pytestmark = pytest.mark.usefixtures("steady_probe")
 
@@ -22,10 +23,10 @@ pytestmark = pytest.mark.usefixtures("steady_probe")
 def test_default_table_path_follows_env(tmp_path, monkeypatch) -> None:
     profile = current_profile("torch", threads=1)
     monkeypatch.setenv("NAS_LUT_DIR", str(tmp_path / "luts"))
-    assert default_table_path(profile) == tmp_path / "luts" / f"{profile.id}-v2.json"
+    assert default_table_path(profile) == tmp_path / "luts" / f"{profile.id}-v{VERSION}.json"
     monkeypatch.delenv("NAS_LUT_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_table_path(profile) == tmp_path / "xdg" / "mobile-nas" / "latency" / f"{profile.id}-v2.json"
+    assert default_table_path(profile) == tmp_path / "xdg" / "mobile-nas" / "latency" / f"{profile.id}-v{VERSION}.json"
 
 
 def test_fill_measures_each_unit_once_and_sums(scripted, space, model) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from proxies.latency import (Correction, DeviceProfile, Entry, LatencyError, LatencyTable, ProfileMismatchError,
                              TableError)
-from proxies.latency.table import journal_path
+from proxies.latency.table import _checksum, journal_path
 
 PROFILE = DeviceProfile(backend="torch", device="Test CPU 3000", threads=4, batch_size=1,
                         torch_version="2.13.0+cpu")
@@ -58,7 +58,7 @@ def test_round_trip(saved: Path):
 
 def test_file_is_readable_json_with_sorted_keys(saved: Path):
     text = saved.read_text()
-    assert text.startswith('{\n "format": "nas-latency-table",\n "version": 2,\n "profile": {\n')
+    assert text.startswith('{\n "format": "nas-latency-table",\n "version": 3,\n "profile": {\n')
     doc = json.loads(text)
     assert list(doc) == ["format", "version", "profile", "correction", "reference", "network_reference", "entries", "checksum"]
     assert list(doc["entries"]) == ["a", "b"]
@@ -119,12 +119,16 @@ def test_truncated_file(saved: Path):
 
 
 def test_wrong_format_and_version(saved: Path):
-    rewrite(saved, lambda d: d.update(version=3))
-    assert load_error(saved) == f"{saved}: damaged latency table: version 3 is not supported (this code reads version 2)"
+    rewrite(saved, lambda d: d.update(version=4))
+    assert load_error(saved) == f"{saved}: damaged latency table: version 4 is not supported (this code reads version 3)"
     rewrite(saved, lambda d: d.update(version=1))
     assert load_error(saved) == (f"{saved}: latency table version 1 was timed one call per visit (a cold-cache "
-                                 f"figure 6-10% off a plain timing) and has no speed level; this code reads version 2: "
+                                 f"figure 6-10% off a plain timing) and has no speed level; this code reads version 3: "
                                  f"rebuild it with `nas lut build`")
+    rewrite(saved, lambda d: d.update(version=2))
+    assert load_error(saved) == (f"{saved}: latency table version 2 was timed while glibc's malloc could page-fault "
+                                 f"on every call, as the process's history had it (up to 1.8x slower); this code "
+                                 f"reads version 3: rebuild it with `nas lut build`")
     rewrite(saved, lambda d: d.update(format="something-else"))
     assert load_error(saved) == (f"{saved}: damaged latency table: format is 'something-else', "
                                  "expected 'nas-latency-table'")
@@ -349,3 +353,13 @@ def test_a_table_written_before_the_network_level_existed_still_loads(saved: Pat
     doc["checksum"] = _checksum(doc)
     saved.write_text(json.dumps(doc, indent=1))
     assert "network_reference" in load_error(saved)
+
+
+def test_a_version_2_table_of_a_remote_device_still_loads(tmp_path: Path):
+    # Version 3 changed how this machine times; a table another device's own tool timed is the same.
+    remote = DeviceProfile(backend="tflite", device="Pixel 8 CPU", threads=4, batch_size=1, torch_version=None)
+    table = LatencyTable.create(remote, tmp_path / "remote.json")
+    table.add("a", Entry(ms=1.5, spread_ms=0.1, runs=5, rounds=1))
+    path = table.save()
+    rewrite(path, lambda d: d.update(version=2, checksum=_checksum({**d, "version": 2})))
+    assert LatencyTable.load(path, expect=remote).get("a").ms == 1.5
