@@ -7,8 +7,9 @@ read right before and after, on the run's own table and thread count, in a proce
 memory (the definition of latency, proxies.latency.allocator). `--default-passes` more timings, each
 in a fresh process on glibc's default malloc settings, say what a first plain try reads without
 that. Prints the prediction, the winner check's measurement and the referee's timing, as timed and
-at the table's level, and the share of the target the winner uses: the `make run` target of the README (the winner's plain
-timing within 10% of its prediction, and meeting the target) is read off this line.
+at the table's level, and the share of the target the winner uses: the `make run` target of the
+README (the winner's plain timing within 10% of its prediction, and meeting the target) is read off
+this line.
 
     python -m benchmarks.winner_referee runs/sandglass-25ms --json out.json
 """

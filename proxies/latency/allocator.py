@@ -4,7 +4,7 @@ glibc serves a block over its mmap threshold (128 KiB at start) with a fresh map
 free, and returns the heap's free top to the kernel past its trim threshold; both thresholds rise
 with what the process has freed so far. A network's activations are such blocks, so whether each
 call page-faults its activations in anew depends on the process's history. Measured on the 25 ms
-`make run` winner (2026-12-04, 2 threads): a fresh process faulted 3,900-11,400 times per call and
+`make run` winner (2026-12-04, 2 threads): a fresh process faulted 3,500-11,400 times per call and
 ran 1.4-1.8x slower than the same process with freed memory kept (0 faults per call); one freed
 30 MB block at the start did the same. The search's long-lived process had such a history and a
 plain timing in a new process had not, so the two disagreed by up to 1.9x. Every timing here (and
