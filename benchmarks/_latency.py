@@ -73,7 +73,7 @@ def exported_file_referee(path: Path, x: torch.Tensor, threads: int, min_run_tim
 # imported) timing the file as a user's first try would: Timer's median, in ms, on stdout.
 _DEFAULT_PROCESS = """
 import importlib.util, sys, torch, torch.utils.benchmark as benchmark
-path, threads, seconds, shape = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), eval(sys.argv[4])
+path, threads, seconds, shape = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), [int(n) for n in sys.argv[4:]]
 spec = importlib.util.spec_from_file_location("exported", path)
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
@@ -93,7 +93,7 @@ def default_allocator_timing_ms(path: Path, shape: Sequence[int], threads: int, 
     (proxies.latency.allocator), to report beside the referee."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     done = subprocess.run([sys.executable, "-c", _DEFAULT_PROCESS, str(path), str(threads), str(min_run_time),
-                           repr(tuple(shape))], capture_output=True, text=True, env=env, timeout=600, check=True)
+                           *map(str, shape)], capture_output=True, text=True, env=env, timeout=600, check=True)
     return float(done.stdout.split()[-1])
 
 

@@ -180,11 +180,10 @@ def _print_winner(summary: dict[str, Any]) -> None:
                 print(f"as timed: the machine ran {low:.2f}-{high:.2f}x the level during the check; a plain timing "
                       f"of the winner reads about {fastest:.1f}-{slowest:.1f} ms at those speeds")
                 # glibc's defaults may page-fault on every call in a fresh process (1.4-1.8x measured).
-                from proxies.latency.allocator import ENV as ALLOCATOR_ENV
+                from proxies.latency.allocator import SHELL_SETTINGS
 
-                settings = " ".join(f"{name}={value}" for name, value in ALLOCATOR_ENV.items())
                 print(f"  in a process that keeps freed memory, as every timing here; on Linux, start Python with "
-                      f"{settings} to time it so")
+                      f"{SHELL_SETTINGS} to time it so")
         if summary.get("winner_caution"):
             print(f"caution: {summary['winner_caution']}")
 

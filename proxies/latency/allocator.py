@@ -17,7 +17,7 @@ import ctypes
 import ctypes.util
 import sys
 
-__all__ = ["ENV", "keep_freed_memory"]
+__all__ = ["ENV", "SHELL_SETTINGS", "keep_freed_memory"]
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -29,6 +29,7 @@ _NEVER = 2**31 - 1  # the largest int mallopt takes: never trim the heap's top
 _MMAP_THRESHOLD = 32 << 20
 # The same settings for a process started from a shell (glibc's tunables read at start).
 ENV = {"MALLOC_MMAP_THRESHOLD_": str(_MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(_NEVER)}
+SHELL_SETTINGS = " ".join(f"{name}={value}" for name, value in ENV.items())  # to put before `python ...`
 
 _kept: bool | None = None
 

@@ -59,11 +59,12 @@ def test_keep_freed_memory_is_idempotent():
 
 
 def test_the_settings_we_tell_users_to_start_python_with_keep_freed_memory_too():
-    from proxies.latency.allocator import ENV
+    from proxies.latency.allocator import ENV, SHELL_SETTINGS
 
     assert faults_in_fresh_process(SETUPS["default"], env=ENV) < 1_000
     # ... and they are the ones the README and every exported model's header print.
-    command = " ".join(f"{name}={value}" for name, value in ENV.items())
+    command = SHELL_SETTINGS
+    assert command == "MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647"
     root = Path(__file__).resolve().parents[2]
     assert command in (root / "README.md").read_text()
     from nas.export import python_source
