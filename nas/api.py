@@ -23,7 +23,7 @@ from nas.latency import (ArchLatency, LatencyModel, OpsExport, TableBuild, Table
 from nas.latency import build_table as _build_table
 from nas.latency import model_for as latency_model
 from nas.latency.build import Bars, Say
-from nas.report import RunInfo, search_figures, write_report
+from nas.report import RunInfo, search_figures, write_report, write_summary
 from nas.search.loop import Progress
 from nas.search.results import pareto_frame, trials_frame
 from nas.search.run import Search, SearchOutcome
@@ -145,6 +145,11 @@ def run_search(search: Search, *, progress: Progress | None = None, measure: boo
                                                            "search_seconds": round(outcome.elapsed_s, 3),
                                                            "interrupted": outcome.interrupted},
                                    winner_weights=getattr(search.objective, "save_weights", None))
+    if not outcome.interrupted:
+        recalibration = search.recalibrate(outcome.summary.get("winner_attempts") or [])
+        if recalibration is not None:
+            outcome.summary["correction_recalibrated"] = recalibration
+            write_summary(search.run_dir, outcome.summary)
     return SearchResult(outcome, search.space)
 
 

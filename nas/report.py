@@ -114,14 +114,19 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
                       f"{space.name}-trial{check.winner['number']}", winner_weights)
     summary["files"] = sorted({p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
                               | {"summary.json"})
-    _write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+    write_summary(run_dir, summary)
     return summary
+
+
+def write_summary(run_dir: str | os.PathLike, summary: Mapping[str, Any]) -> None:
+    """(Re)write summary.json, atomically."""
+    _write_text(Path(run_dir) / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
 
 
 # What only the search itself knew (its fit, its time, units it re-timed): summary.json keeps them when
 # `nas report` rebuilds the folder from the study.
 SEARCH_FIGURES = ("fastest_found", "latency_margin_note", "correction_note", "busy_unit_groups", "search_seconds",
-                  "interrupted")
+                  "interrupted", "correction_recalibrated")
 
 
 def search_figures(run_dir: str | os.PathLike) -> dict[str, Any]:

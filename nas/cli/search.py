@@ -134,6 +134,12 @@ def _print_outcome(outcome: Any) -> None:
     print(f"{stats.new} trials in {outcome.elapsed_s:.1f} s ({stats.total} in the study), {summary['n_feasible']} "
           f"feasible, Pareto front of {summary['pareto_size']}")
     _print_winner(summary)
+    recalibration = summary.get("correction_recalibrated")
+    if recalibration:
+        factor = recalibration["factor"]
+        print(f"note: the winner check measured its {recalibration['networks']} networks {abs(factor - 1):.0%} "
+              f"{'over' if factor > 1 else 'under'} the table's prediction (median, at the table's level): the "
+              f"table's correction is rescaled by {factor:.3f} for the next search ({recalibration['table']})")
     note = busy_note(summary.get("busy_unit_groups") or {}, "the trials")
     if note:
         print(f"note: {note}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from nas.latency.arch import ArchLatency, arch_latency
 from nas.latency.build import Bars, Say, TableBuild, build_table, no_bars
 from nas.latency.fit import (DEFAULT_MARGIN, FIT_SEED_OFFSET, SYMPTOM, Z90, agreement, choose_correction, describe,
-                             fit_archs, fitted_correction, margin, margin_note, symptom)
+                             fit_archs, fitted_correction, margin, margin_note, recalibrated, symptom)
 from nas.latency.model import LatencyModel, Prediction
 from nas.latency.remote import SAVE_EVERY, OpsExport, export_ops, sampled_units
 from nas.latency.remote_files import (KEY_METADATA, MANIFEST, MANIFEST_COLUMNS, OPS, README, RESULT_COLUMNS, TEMPLATE,
@@ -40,5 +40,5 @@ __all__ = [
     "OpsExport", "RemoteError", "export_ops", "import_results", "read_manifest", "remote_profile", "sampled_units",
     # new homes: the correction's statistics, the table build, one architecture's figures
     "ArchLatency", "Bars", "Say", "TableBuild", "TableInfo", "TableTimer", "agreement", "arch_latency", "build_table",
-    "describe", "fitted_correction", "margin", "margin_note", "no_bars", "table_info", "validate_table",
+    "describe", "fitted_correction", "margin", "margin_note", "no_bars", "recalibrated", "table_info", "validate_table",
 ]

@@ -5,6 +5,7 @@ measures the networks, this module decides what the measurements say.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from typing import Sequence
@@ -36,6 +37,14 @@ REBUILD = "rebuild the table (`nas lut build --refit`)"
 # contended host (2026-12-02) networks ran 36-47% above their warm units' sum at one machine state,
 # the same after re-timing, and the correction still predicted the referee's timings (median -2%).
 REPRODUCED = 0.10
+# The winner check measures a search's front end to end at the table's level: networks the correction
+# never saw, near the target, timed minutes after it was fitted. Four `make run`s from an empty cache
+# (2026-12-04) measured their front 8.5-15.6% over the table's prediction (the median of each check),
+# and the one benchmark of a search-filled table measured random networks 12.6% over: a correction
+# fitted on 12 networks in a search's first minute had gone stale, and every later search on the table
+# inherited it. The check's median measured / predicted then rescales the correction for the next search.
+RECALIBRATE_MIN_POINTS = 4
+RECALIBRATE_BAND = 0.05  # the network probe's noise (NETWORK_PROBE_BAND): within it the check confirms the fit
 
 
 def symptom(c: Correction, typical_ms: float, typical_units: int = 20, expected_scale: float = 1.0,
@@ -125,6 +134,20 @@ def fitted_correction(sums: np.ndarray, counts: np.ndarray, measured: np.ndarray
                       mape=float(np.mean(np.abs(fitted - measured) / measured)),
                       residual_mean=float(np.mean(loo)), residual_sd=float(np.std(loo, ddof=1)),
                       residual_n=len(sums))
+
+
+def recalibrated(c: Correction, ratios: Sequence[float]) -> Correction | None:
+    """`c` rescaled by the median of `ratios` (measured / predicted at the table's level, on networks it
+    did not see), counted as that many more networks; None when they are fewer than RECALIBRATE_MIN_POINTS
+    or their median is within RECALIBRATE_BAND of 1 (the correction is then confirmed, and kept)."""
+    ratios = [r for r in ratios if math.isfinite(r) and r > 0]
+    if len(ratios) < RECALIBRATE_MIN_POINTS:
+        return None
+    factor = float(np.median(ratios))
+    if abs(factor - 1) <= RECALIBRATE_BAND:
+        return None
+    return dataclasses.replace(c, scale=c.scale * factor, per_unit_ms=c.per_unit_ms * factor,
+                               offset_ms=c.offset_ms * factor, n=c.n + len(ratios))
 
 
 def margin(c: Correction | None) -> float:

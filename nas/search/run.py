@@ -20,7 +20,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.cost import CostModel
-from nas.latency import Bars, LatencyModel, margin_note, no_bars
+from nas.latency import Bars, LatencyModel, margin_note, no_bars, recalibrated
 from nas.search.fastest import TargetUnreachableError, require_reachable
 from nas.search.loop import Progress, SearchStats, run_shared, run_trials
 from nas.search.objective_registry import Metrics
@@ -31,7 +31,7 @@ from nas.search.shared import BUDGET_ATTR, RUN_MODE_ATTR, WORKER_ATTR_PREFIX, Wo
 from nas.search.storage import TrialBatches, creates_a_file, is_journal, is_server, journal_url, storage_for
 from nas.search.study import StudySpec, open_study, space_fingerprint
 from nas.search.target import format_latency
-from nas.space import SearchSpace, canonical, decisions, encode, unique_units
+from nas.space import SearchSpace, canonical, decisions, decode, encode, unique_units
 
 __all__ = ["CONSTRAINT", "FIT_NETWORKS", "MODES", "Progress", "Search", "SearchOutcome", "SearchSettings",
            "SearchStats", "TargetUnreachableError", "default_run_dir", "sqlite_url"]
@@ -226,6 +226,27 @@ class Search:
         self.fit_note = m.last_fit_note
         if s.latency_margin is None:
             self.margin = m.default_margin()
+
+    def recalibrate(self, attempts: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """After the winner check: rescale the table's correction by what the check measured
+        (`nas.latency.fit.recalibrated`: its points' median measured / predicted, both at the table's
+        level) and save the table, so the next search on it predicts as this one measured. Returns what
+        changed (`correction_recalibrated` in summary.json), or None when the check confirmed the
+        correction, measured too few points, or the table is not this machine's to change."""
+        m = self.latency
+        c = m.table.correction
+        if c is None or not m.measure_missing or m.profile.remote or m.table.path is None:
+            return None
+        # Predicted now, at the level: a resumed study's earlier trials were predicted at another speed.
+        ratios = [p["measured_level_ms"] / m.predict_ms(self.space, decode(self.space, p["arch"])) for p in attempts
+                  if p.get("measured_level_ms")]
+        new = recalibrated(c, ratios)
+        if new is None:
+            return None
+        m.table.correction = new
+        self._save_table()
+        return {"factor": new.scale / c.scale, "networks": len(ratios), "scale": new.scale,
+                "per_unit_ms": new.per_unit_ms, "offset_ms": new.offset_ms, "table": str(m.table.path)}
 
     @property
     def margin_note(self) -> str | None:

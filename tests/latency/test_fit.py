@@ -97,3 +97,20 @@ def test_the_default_margin_is_capped_and_says_why() -> None:
     assert latency.margin(wild) == MAX_MARGIN
     assert margin_note(wild).startswith("the table's predictions missed unseen networks by up to +5068% (residuals "
                                         "on 4: mean +4900.0%, sd 102.0%), so the default margin is capped at 50%")
+
+
+def test_the_winner_checks_measurements_rescale_a_stale_correction() -> None:
+    """Four make runs from an empty cache measured their front 8.5-15.6% over the table's prediction: the
+    median measured / predicted rescales every coefficient, counted as that many more networks; a check
+    within the probe's noise (5%) confirms the correction, and fewer than 4 points decide nothing."""
+    from proxies.latency import Correction
+
+    c = Correction(scale=0.93, offset_ms=-1.9, per_unit_ms=0.21, n=12, mape=0.03, residual_mean=0.004,
+                   residual_sd=0.058, residual_n=12)
+    new = latency.recalibrated(c, [1.18, 1.13, 1.29, 1.14, 1.19, 0.96])
+    factor = 1.16  # the median of the six
+    assert (new.scale, new.per_unit_ms, new.offset_ms) == pytest.approx((0.93 * factor, 0.21 * factor, -1.9 * factor))
+    assert new.n == 18 and (new.residual_sd, new.residual_n) == (c.residual_sd, c.residual_n)
+    assert latency.recalibrated(c, [1.04, 0.97, 1.03, 1.05, 1.0]) is None  # within 5%: confirmed
+    assert latency.recalibrated(c, [1.3, 1.3, 1.3]) is None  # three points are too few to move a table
+    assert latency.recalibrated(c, [0.8, 0.85, float("nan"), 0.9, 0.82]).scale == pytest.approx(0.93 * 0.835)

@@ -351,3 +351,41 @@ def test_a_registered_sampler_is_a_search_choice(tiny, tmp_path, monkeypatch) ->
         "plain", "random, by another name", lambda seed, n_objectives, n_trials: optuna.samplers.RandomSampler(seed)))
     result = _search(tiny, tmp_path / "run", sampler="plain", n_trials=5)
     assert len(result.trials) == 5 and result.summary["sampler"] == "plain"
+
+
+def test_the_winner_check_rescales_the_tables_correction_for_the_next_search(tiny, tmp_path, monkeypatch) -> None:
+    """Networks measure 20% over the table's prediction (at its level) in the winner check: the table
+    file's correction is rescaled by 1.2 and summary.json says so; the next search on that table measures
+    its networks as now predicted, and leaves the correction alone."""
+    from nas.latency import LatencyModel
+    from nas.search.run import Search
+    from proxies.latency import Correction, Entry, LatencyTable
+
+    path = tmp_path / "table.json"
+    model = LatencyModel(synthetic_table(tiny, path), measure_missing=True)
+    model.table.correction = Correction(scale=1.0, offset_ms=0.01, n=12, mape=0.02)
+    model.table.set_reference(Entry(ms=1.0, spread_ms=0.0, runs=3, rounds=1))  # the speed levels: no probe read
+    model.table.set_network_reference(Entry(ms=1.0, spread_ms=0.0, runs=3, rounds=1))
+    model.table.save()
+    monkeypatch.setattr(Search, "calibrate", lambda self: None)  # no probe: the machine at the table's level
+    slower = 1.2
+
+    def measure_networks(self, space, archs, passes=3, progress=None):
+        level = [self.predict_ms(space, a) * slower for a in archs]
+        self.last_raw, self.last_speed, self.last_pass_spread = level, 1.0, [0.01] * len(archs)
+        self.network_probe_readings += [1.0] * len(archs)
+        return level
+
+    monkeypatch.setattr(LatencyModel, "measure_networks", measure_networks)
+    result = api.search(tiny, f"{TARGET}ms", run_dir=tmp_path / "run", latency=model, measure=True, cost=COSTS,
+                        n_trials=30, seed=0)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    recalibration = summary["correction_recalibrated"]
+    assert recalibration == result.summary["correction_recalibrated"]
+    assert recalibration["factor"] == pytest.approx(slower) and recalibration["networks"] >= 4
+    saved = LatencyTable.load(path).correction
+    assert (saved.scale, saved.offset_ms) == pytest.approx((1.2, 0.012)) and saved.n == 12 + recalibration["networks"]
+    slower = 1.0  # the machine runs networks as the rescaled table now predicts them
+    again = api.search(tiny, f"{TARGET}ms", run_dir=tmp_path / "again", latency=LatencyModel(LatencyTable.load(path)),
+                       measure=True, cost=COSTS, n_trials=30, seed=0)
+    assert "correction_recalibrated" not in again.summary and LatencyTable.load(path).correction == saved

@@ -356,3 +356,25 @@ def test_the_checks_speed_is_the_one_its_winner_was_measured_at() -> None:
     assert [a["number"] for a in check.attempts] == [2, 1] and check.attempts[0]["judged_ms"] == [15.0, 18.0]
     assert check.winner["number"] == 1 and check.winner["round"] == 1
     assert check.machine_speed == 1.0 and check.winner["machine_speed"] == 1.0
+
+
+def test_cli_says_when_the_winner_check_rescaled_the_tables_correction(capsys) -> None:
+    from types import SimpleNamespace
+
+    from nas.cli.search import _print_outcome
+
+    best = {"number": 7, "objective": 1e8, "predicted_latency_ms": 21.0, "measured_latency_ms": 23.5,
+            "within_guard": True}
+    summary = {"n_feasible": 3, "pareto_size": 2, "best": best, "objective": "macs", "target_latency_ms": 25.0,
+               "files": ["summary.json"], "correction_recalibrated": {
+                   "factor": 1.131, "networks": 6, "scale": 1.02, "per_unit_ms": 0.0, "offset_ms": 2.1,
+                   "table": "/cache/t.json"}}
+    outcome = SimpleNamespace(stats=SimpleNamespace(new=5, total=5), summary=summary, interrupted=False,
+                              elapsed_s=1.0, run_dir="run")
+    _print_outcome(outcome)
+    assert ("note: the winner check measured its 6 networks 13% over the table's prediction (median, at the table's "
+            "level): the table's correction is rescaled by 1.131 for the next search (/cache/t.json)"
+            ) in capsys.readouterr().out
+    del summary["correction_recalibrated"]
+    _print_outcome(outcome)
+    assert "rescaled" not in capsys.readouterr().out
