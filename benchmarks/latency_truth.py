@@ -86,6 +86,7 @@ def table_by_search(args, folder: Path) -> tuple[LatencyModel, dict]:
     return model, {"search_minutes": seconds / 60, "search_winner": best,
                    "search_machine_speed": result.summary.get("machine_speed"),
                    "busy_unit_groups": result.summary.get("busy_unit_groups"),
+                   "correction_recalibrated": result.summary.get("correction_recalibrated"),
                    "entries_after_search": len(model.table)}
 
 

@@ -45,7 +45,9 @@ def one_target(args: argparse.Namespace, space: SearchSpace, target: float, fold
     referee = referee_callable("torch", space, result.best_arch, folder, f"winner{target:g}", args.threads,
                                args.referee_seconds)
     print(f"target {target:g} ms: search {minutes:.1f} min", flush=True)
-    return {"search_minutes": minutes, **referee_figures(model, result.summary, referee, args.referee_passes)}
+    recalibrated = (result.summary.get("correction_recalibrated") or {}).get("factor")
+    return {"search_minutes": minutes, "correction_recalibrated": recalibrated,
+            **referee_figures(model, result.summary, referee, args.referee_passes)}
 
 
 def main(argv: list[str] | None = None) -> int:
