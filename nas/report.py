@@ -21,7 +21,7 @@ from nas.errors import NasError
 from nas.plots import pareto_html, pareto_png
 from nas.search.shared import WORKER_ATTR_PREFIX
 from nas.search.results import arch_of, candidate_frame, least_violating, pareto_frame, trials_frame
-from nas.search.verify import WinnerCheck, verify_winner
+from nas.search.verify import WinnerCheck, repredicted, verify_winner
 from nas.space import SearchSpace, plan, write_fixed
 from proxies.atomic import write_bytes_atomic
 
@@ -97,8 +97,15 @@ def write_report(run_dir: str | os.PathLike, study: optuna.Study, space: SearchS
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     _write_text(run_dir / "trials.csv", trials.to_csv(index=False))
     _write_text(run_dir / "pareto.csv", front.to_csv(index=False))
-    check = verify_winner(space, front, lambda n: arch_of(by_number[n], space), info.target_ms, latency,
-                          measure=measure, candidates=candidate_frame(trials))
+
+    def arch_by_number(number: int) -> dict[str, Any]:
+        return arch_of(by_number[number], space)
+
+    candidates = trials
+    if measure and latency is not None and not latency.profile.remote:  # ranked by the table as it is now
+        candidates = repredicted(trials, space, arch_by_number, latency, info.machine_speed)
+    check = verify_winner(space, front, arch_by_number, info.target_ms, latency, measure=measure,
+                          candidates=candidate_frame(candidates))
     summary = _summary(info, trials, front, check, latency, extra)
     workers = {k[len(WORKER_ATTR_PREFIX):]: v for k, v in study.user_attrs.items() if k.startswith(WORKER_ATTR_PREFIX)}
     if workers or info.run_mode == "shared":  # which table and profile every worker scored with

@@ -364,7 +364,7 @@ def test_cli_says_when_the_winner_check_rescaled_the_tables_correction(capsys) -
     from nas.cli.search import _print_outcome
 
     best = {"number": 7, "objective": 1e8, "predicted_latency_ms": 21.0, "measured_latency_ms": 23.5,
-            "within_guard": True}
+            "within_guard": True, "searched_latency_ms": 19.5}
     summary = {"n_feasible": 3, "pareto_size": 2, "best": best, "objective": "macs", "target_latency_ms": 25.0,
                "files": ["summary.json"], "correction_recalibrated": {
                    "factor": 1.131, "networks": 6, "scale": 1.02, "per_unit_ms": 0.0, "offset_ms": 2.1,
@@ -372,9 +372,41 @@ def test_cli_says_when_the_winner_check_rescaled_the_tables_correction(capsys) -
     outcome = SimpleNamespace(stats=SimpleNamespace(new=5, total=5), summary=summary, interrupted=False,
                               elapsed_s=1.0, run_dir="run")
     _print_outcome(outcome)
+    out = capsys.readouterr().out
     assert ("note: the winner check measured its 6 networks 13% over the table's prediction (median, at the table's "
             "level): the table's correction is rescaled by 1.131 for the next search (/cache/t.json)"
-            ) in capsys.readouterr().out
+            ) in out
+    assert "predicted 21.00 ms (the search had 19.50 ms, before units were timed again), measured 23.50 ms" in out
     del summary["correction_recalibrated"]
     _print_outcome(outcome)
     assert "rescaled" not in capsys.readouterr().out
+
+
+def test_the_check_ranks_candidates_by_the_table_as_it_is_after_the_trials() -> None:
+    """Units timed again after the trials (a busy machine had slowed them) change the table: every
+    completed trial is predicted again at the search's speed, the search's figure kept beside it, and
+    a trial whose units the table lacks keeps the search's figure; the winner carries both."""
+    from nas.latency import MissingEntryError
+    from nas.search.results import candidate_frame
+    from nas.search.verify import choose_winner, repredicted
+
+    trials = pd.DataFrame({"number": [0, 1, 2, 3], "state": ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"],
+                           "macs": [10, 20, 30, 40], "params": [1, 2, 3, 4], "objective": [10.0, 20.0, None, 40.0],
+                           "predicted_latency_ms": [5.0, 8.0, None, 12.0], "feasible": [True, True, False, True],
+                           "arch": ["a0", "a1", "a2", "a3"]})
+
+    class Table:  # trial 1's units were timed again 25% slower; trial 3's are not in the table
+        def predict_ms(self, space, arch):
+            if arch == 3:
+                raise MissingEntryError("no entry")
+            return {0: 5.0, 1: 10.0}[arch] / 2
+
+    again = repredicted(trials, None, lambda n: n, Table(), speed=2.0)
+    assert list(again["predicted_latency_ms"][[0, 1, 3]]) == [5.0, 10.0, 12.0] and pd.isna(again.at[2, "predicted_latency_ms"])
+    assert list(again["searched_latency_ms"][[0, 1, 3]]) == [5.0, 8.0, 12.0]
+    assert list(trials["predicted_latency_ms"][[0, 1, 3]]) == [5.0, 8.0, 12.0]  # the search's frame is untouched
+    winner, attempts = choose_winner(candidate_frame(again), 20.0,
+                                     lambda numbers: [({0: 5.0, 1: 10.5, 3: 9.5}[n], 0.1) for n in numbers])
+    by_number = {p["number"]: p for p in attempts}
+    assert winner["number"] == 3 and "searched_latency_ms" not in winner  # its prediction did not move
+    assert by_number[1]["predicted_latency_ms"] == 10.0 and by_number[1]["searched_latency_ms"] == 8.0
