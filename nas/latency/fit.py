@@ -38,11 +38,12 @@ REBUILD = "rebuild the table (`nas lut build --refit`)"
 # the same after re-timing, and the correction still predicted the referee's timings (median -2%).
 REPRODUCED = 0.10
 # The winner check measures a search's front end to end at the table's level: networks the correction
-# never saw, near the target, timed minutes after it was fitted. Four `make run`s from an empty cache
-# (2026-12-04) measured their front 8.5-15.6% over the table's prediction (the median of each check),
-# and the one benchmark of a search-filled table measured random networks 12.6% over: a correction
-# fitted on 12 networks in a search's first minute had gone stale, and every later search on the table
-# inherited it. The check's median measured / predicted then rescales the correction for the next search.
+# never saw, near the target, timed minutes after it was fitted. Three of four `make run`s from an
+# empty cache (2026-12-04) measured their front 8.5-13.1% over the table's prediction (each check's
+# median, against the table after the trials), and a search-filled table's benchmark read random
+# networks 12.6% over: a correction fitted on 12 networks in a search's first minute had gone stale,
+# and every later search on the table inherited it. The check's median measured / predicted then
+# rescales the correction for the next search.
 RECALIBRATE_MIN_POINTS = 4
 RECALIBRATE_BAND = 0.05  # the network probe's noise (NETWORK_PROBE_BAND): within it the check confirms the fit
 
