@@ -167,8 +167,8 @@ def _print_winner(summary: dict[str, Any]) -> None:
         predicted = f"predicted {best['predicted_latency_ms']:.2f} ms"
         if best.get("predicted_at_check_ms") is not None:
             predicted += f" ({best['predicted_at_check_ms']:.2f} ms at the check's speed)"
-        if best.get("searched_latency_ms") is not None:  # units timed again after the trials moved it
-            predicted += f" (the search had {best['searched_latency_ms']:.2f} ms, before units were timed again)"
+        if best.get("searched_latency_ms") is not None:  # units timed again, or a rescaled correction, moved it
+            predicted += f" ({best['searched_latency_ms']:.2f} ms when the search predicted it; the table changed since)"
         print(f"{label}: trial {best['number']}, {_fmt_objective(summary['objective'], best['objective'])}, "
               f"{predicted}{measured} (target {summary['target_latency_ms']:g} ms)")
         if summary.get("winner_note"):

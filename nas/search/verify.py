@@ -13,6 +13,7 @@ one more bias those rounds follow.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -67,7 +68,7 @@ def _point(row: Any) -> dict[str, Any]:
              "objective": float(row.objective), "predicted_latency_ms": float(row.predicted_latency_ms),
              "measured_latency_ms": None}
     searched = getattr(row, "searched_latency_ms", None)
-    if searched is not None and not pd.isna(searched) and searched != point["predicted_latency_ms"]:
+    if searched is not None and not pd.isna(searched) and not math.isclose(searched, point["predicted_latency_ms"]):
         point["searched_latency_ms"] = float(searched)  # the search's figure, before the table changed
     return point
 

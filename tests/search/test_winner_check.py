@@ -376,7 +376,7 @@ def test_cli_says_when_the_winner_check_rescaled_the_tables_correction(capsys) -
     assert ("note: the winner check measured its 6 networks 13% over the table's prediction (median, at the table's "
             "level): the table's correction is rescaled by 1.131 for the next search (/cache/t.json)"
             ) in out
-    assert "predicted 21.00 ms (the search had 19.50 ms, before units were timed again), measured 23.50 ms" in out
+    assert "predicted 21.00 ms (19.50 ms when the search predicted it; the table changed since), measured 23.50 ms" in out
     del summary["correction_recalibrated"]
     _print_outcome(outcome)
     assert "rescaled" not in capsys.readouterr().out
