@@ -99,31 +99,6 @@ def test_candidates_include_infeasible_trials_once_per_network() -> None:
     assert list(candidate_frame(trials)["number"]) == [0, 1, 2]
 
 
-def test_cli_says_what_a_plain_timing_reads_at_the_speeds_of_the_check(capsys) -> None:
-    """The winner was measured at 20 ms at the table's level; the machine ran 0.9-1.3x the level during
-    the check, so a plain timing of it reads about 18-26 ms: the CLI says so beside the prediction."""
-    from types import SimpleNamespace
-
-    from nas.cli.search import _print_outcome
-
-    best = {"number": 7, "objective": 1e8, "predicted_latency_ms": 21.0, "measured_latency_ms": 20.0,
-            "measured_raw_ms": 22.0, "measured_level_ms": 20.0, "within_guard": True}
-    summary = {"n_feasible": 3, "pareto_size": 2, "best": best, "objective": "macs", "target_latency_ms": 25.0,
-               "machine_speed_at_start": 1.0, "machine_speed": 1.1, "machine_speed_range": [0.9, 1.3],
-               "plain_timing_range_ms": [18.0, 26.0], "files": ["summary.json"]}  # as nas.report writes them
-    outcome = SimpleNamespace(stats=SimpleNamespace(new=5, total=5), summary=summary, interrupted=False,
-                              elapsed_s=1.0, run_dir="run")
-    _print_outcome(outcome)
-    out = capsys.readouterr().out
-    assert ("as timed: the machine ran 0.90-1.30x the level during the check; a plain timing of the winner reads "
-            "about 18.0-26.0 ms at those speeds") in out
-    assert ("  in a process that keeps freed memory, as every timing here; on Linux, start Python with "
-            "MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 to time it so") in out
-    del summary["machine_speed_range"], summary["plain_timing_range_ms"]  # a run folder from before the range
-    _print_outcome(outcome)
-    assert "plain timing" not in capsys.readouterr().out
-
-
 class SpedUpMachine:
     """A latency model's network timing on a machine that runs `speed` x its table's level during the check
     (0.5: twice as fast as when the table was timed), while the search predicted trial n at n / 2 ms at
@@ -162,30 +137,6 @@ def test_winner_is_measured_at_the_machines_speed_during_the_check(speed) -> Non
     assert check.winner["measured_level_ms"] == best / 2 and check.winner["machine_speed"] == speed
     assert check.machine_speed == speed and check.measured_over_predicted == pytest.approx(speed)
     assert check.winner["measured_latency_ms"] >= 0.9 * bound  # the budget used, at the speed a timing reads now
-
-
-def test_cli_says_when_the_machine_changed_speed_since_the_search_started(capsys) -> None:
-    from types import SimpleNamespace
-
-    from nas.cli.search import _print_outcome
-
-    best = {"number": 7, "objective": 1e8, "predicted_latency_ms": 40.0, "measured_latency_ms": 22.0,
-            "measured_raw_ms": 22.3, "measured_level_ms": 40.0, "within_guard": True}
-    summary = {"n_feasible": 3, "pareto_size": 2, "best": best, "objective": "macs", "target_latency_ms": 25.0,
-               "machine_speed_at_start": 0.9, "machine_speed": 0.5, "files": ["summary.json"]}
-    outcome = SimpleNamespace(stats=SimpleNamespace(new=5, total=5), summary=summary, interrupted=False,
-                              elapsed_s=1.0, run_dir="run")
-    _print_outcome(outcome)
-    out = capsys.readouterr().out
-    assert "speed: predictions at 0.90x the table's level (the machine at the start), measurements at 0.50x" in out
-    assert ("note: the machine ran 1.80x faster during the winner check than when the search started: the winner "
-            "was chosen by what it measured then, not by its prediction") in out
-    summary["machine_speed"] = 1.2
-    _print_outcome(outcome)
-    assert "note: the machine ran 1.33x slower during the winner check" in capsys.readouterr().out
-    summary["machine_speed"] = 0.85  # within the machine's own wobble: no note
-    _print_outcome(outcome)
-    assert "during the winner check than" not in capsys.readouterr().out
 
 
 def test_a_winner_meets_the_bound_as_timed_too() -> None:
@@ -255,29 +206,6 @@ def test_winner_check_cautions_when_the_machine_moved_too_much_to_vouch_for_a_pl
     if cautioned:
         assert f"up to {level * high:.1f} ms" in check.caution and "over the 15 ms target" in check.caution
         assert "nas report" in check.caution
-
-
-def test_nas_report_prints_the_winner_and_its_caution(monkeypatch, capsys) -> None:
-    """`nas report RUN_DIR` measures the winner again: it prints the winner as `nas search` does, with the
-    caution when the machine moved too much during the check."""
-    from nas import api
-    from nas.cli import main
-
-    best = {"number": 7, "objective": 1e8, "predicted_latency_ms": 21.0, "measured_latency_ms": 22.9,
-            "measured_raw_ms": 22.3, "measured_level_ms": 60.3, "within_guard": True}
-    summary = {"n_trials": 9, "n_feasible": 3, "pareto_size": 2, "best": best, "objective": "macs",
-               "target_latency_ms": 25.0, "machine_speed_at_start": 0.44, "machine_speed": 0.38,
-               "machine_speed_range": [0.34, 0.68], "winner_caution": "a plain timing of the winner reads up to 41.0 ms",
-               "files": ["summary.json"]}
-    monkeypatch.setattr(api, "report", lambda run_dir, measure=True: {"summary": summary})
-    assert main(["report", "run"]) == 0
-    out = capsys.readouterr().out
-    assert "winner: trial 7, " in out and "measured 22.90 ms (22.30 ms as timed) (target 25 ms)" in out
-    assert "predicted 21.00 ms, measured" in out  # a folder written before predicted_at_check_ms
-    best["predicted_at_check_ms"] = 18.14
-    assert main(["report", "run"]) == 0
-    assert "predicted 21.00 ms (18.14 ms at the check's speed), measured 22.90 ms" in capsys.readouterr().out
-    assert "caution: a plain timing of the winner reads up to 41.0 ms" in out and "wrote run: summary.json" in out
 
 
 def test_a_point_just_over_the_bound_once_is_measured_again_and_judged_by_the_mean() -> None:
@@ -356,30 +284,6 @@ def test_the_checks_speed_is_the_one_its_winner_was_measured_at() -> None:
     assert [a["number"] for a in check.attempts] == [2, 1] and check.attempts[0]["judged_ms"] == [15.0, 18.0]
     assert check.winner["number"] == 1 and check.winner["round"] == 1
     assert check.machine_speed == 1.0 and check.winner["machine_speed"] == 1.0
-
-
-def test_cli_says_when_the_winner_check_rescaled_the_tables_correction(capsys) -> None:
-    from types import SimpleNamespace
-
-    from nas.cli.search import _print_outcome
-
-    best = {"number": 7, "objective": 1e8, "predicted_latency_ms": 21.0, "measured_latency_ms": 23.5,
-            "within_guard": True, "searched_latency_ms": 19.5}
-    summary = {"n_feasible": 3, "pareto_size": 2, "best": best, "objective": "macs", "target_latency_ms": 25.0,
-               "files": ["summary.json"], "correction_recalibrated": {
-                   "factor": 1.131, "networks": 6, "scale": 1.02, "per_unit_ms": 0.0, "offset_ms": 2.1,
-                   "table": "/cache/t.json"}}
-    outcome = SimpleNamespace(stats=SimpleNamespace(new=5, total=5), summary=summary, interrupted=False,
-                              elapsed_s=1.0, run_dir="run")
-    _print_outcome(outcome)
-    out = capsys.readouterr().out
-    assert ("note: the winner check measured its 6 networks 13% over the table's prediction (median, at the table's "
-            "level): the table's correction is rescaled by 1.131 for the next search (/cache/t.json)"
-            ) in out
-    assert "predicted 21.00 ms (19.50 ms when the search predicted it; the table changed since), measured 23.50 ms" in out
-    del summary["correction_recalibrated"]
-    _print_outcome(outcome)
-    assert "rescaled" not in capsys.readouterr().out
 
 
 def test_the_check_ranks_candidates_by_the_table_as_it_is_after_the_trials() -> None:
