@@ -31,7 +31,7 @@ from nas.search.shared import BUDGET_ATTR, RUN_MODE_ATTR, WORKER_ATTR_PREFIX, Wo
 from nas.search.storage import TrialBatches, creates_a_file, is_journal, is_server, journal_url, storage_for
 from nas.search.study import StudySpec, open_study, space_fingerprint
 from nas.search.target import format_latency
-from nas.space import SearchSpace, canonical, decisions, decode, encode, unique_units
+from nas.space import SearchSpace, canonical, decisions, encode, unique_units
 
 __all__ = ["CONSTRAINT", "FIT_NETWORKS", "MODES", "Progress", "Search", "SearchOutcome", "SearchSettings",
            "SearchStats", "TargetUnreachableError", "default_run_dir", "sqlite_url"]
@@ -237,9 +237,10 @@ class Search:
         c = m.table.correction
         if c is None or not m.measure_missing or m.profile.remote or m.table.path is None:
             return None
-        # Predicted now, at the level: a resumed study's earlier trials were predicted at another speed.
-        ratios = [p["measured_level_ms"] / m.predict_ms(self.space, decode(self.space, p["arch"])) for p in attempts
-                  if p.get("measured_level_ms")]
+        # The check's points carry the table's prediction as it is now, at this search's speed
+        # (`nas.search.verify.repredicted`), even a resumed study's earlier trials: back to the level.
+        ratios = [p["measured_level_ms"] / (p["predicted_latency_ms"] / self.speed) for p in attempts
+                  if p.get("measured_level_ms") and p.get("predicted_latency_ms")]
         new = recalibrated(c, ratios)
         if new is None:
             return None
